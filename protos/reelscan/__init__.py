@@ -1,0 +1,1 @@
+"""reelscan: scan directories of video files into a media library over gRPC."""

@@ -1,0 +1,1 @@
+"""The reelscan gRPC server."""

@@ -1,0 +1,1 @@
+"""Thin gRPC servicers: translate proto <-> domain and map domain errors to status codes."""

@@ -1,0 +1,1 @@
+"""Jobs: model and state machine, stores, engine, watch hub."""

@@ -1,0 +1,1 @@
+"""Scanning: walker, probers, scan job handler, library store."""
