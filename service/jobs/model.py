@@ -1,0 +1,126 @@
+"""The job model and its state machine.
+
+A Job is an immutable snapshot; every change makes a new one through the functions below, which enforce the
+legal transitions (PENDING -> RUNNING -> terminal; PENDING -> CANCELLED). Terminal states are final.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class JobState(enum.IntEnum):
+    """Lifecycle state; the values equal reelscan.v1.JobState so the API layer converts by value."""
+
+    PENDING = 1
+    RUNNING = 2
+    SUCCEEDED = 3
+    FAILED = 4
+    CANCELLED = 5
+    TIMED_OUT = 6
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT})
+
+_ALLOWED: Mapping[JobState, frozenset[JobState]] = {
+    JobState.PENDING: frozenset({JobState.RUNNING, JobState.CANCELLED, JobState.FAILED}),
+    JobState.RUNNING: TERMINAL_STATES,
+}
+
+
+class JobKind(enum.IntEnum):
+    """What a job does; values equal reelscan.v1.JobKind."""
+
+    SCAN = 1
+
+
+class Stage(enum.IntEnum):
+    """Which part of its work a job is in; values equal reelscan.v1.JobStage."""
+
+    QUEUED = 1
+    DISCOVERING = 2
+    PROBING = 3
+    FINALIZING = 4
+    DONE = 5
+
+
+class IllegalTransition(RuntimeError):
+    """A state change the state machine does not allow; a programming error, never a client error."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobError:
+    """Why a job failed or timed out: a google.rpc.Code value and a message."""
+
+    code: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Live progress of a job. `fraction` never decreases and is 1.0 exactly on success."""
+
+    fraction: float = 0.0
+    stage: Stage = Stage.QUEUED
+    done: int = 0
+    total: int = 0  # 0 while unknown
+    current_item: str = ""
+    rate: float = 0.0  # items per second, computed by the engine
+    eta_s: float | None = None  # seconds left, computed by the engine; None when unknown
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """An immutable snapshot of a job. Times are Unix seconds (float)."""
+
+    id: str
+    kind: JobKind
+    state: JobState
+    spec: Mapping[str, Any]  # kind-specific request, JSON-serialisable (for scans: ScanSpec fields)
+    timeout_s: float
+    create_time: float
+    update_time: float
+    seq: int = 0
+    progress: Progress = field(default_factory=Progress)
+    start_time: float | None = None
+    finish_time: float | None = None
+    cancel_requested: bool = False
+    result: Mapping[str, int] = field(default_factory=dict)  # kind-specific counts (for scans: ScanResult fields)
+    error: JobError | None = None
+    dedup_key: str = ""  # jobs with the same non-empty key are not queued twice (e.g. a scan of the same root)
+
+    @property
+    def terminal(self) -> bool:
+        return self.state.terminal
+
+
+def transition(job: Job, new_state: JobState, *, now: float, error: JobError | None = None) -> Job:
+    """Returns `job` moved to `new_state`, or raises IllegalTransition."""
+    if new_state not in _ALLOWED.get(job.state, frozenset()):
+        raise IllegalTransition(f"job {job.id}: {job.state.name} -> {new_state.name} is not allowed")
+    progress = job.progress
+    if new_state is JobState.RUNNING:
+        progress = dataclasses.replace(progress, stage=Stage.DISCOVERING if progress.stage is Stage.QUEUED else progress.stage)
+    elif new_state.terminal:
+        fraction = 1.0 if new_state is JobState.SUCCEEDED else progress.fraction
+        progress = dataclasses.replace(
+            progress, fraction=fraction, stage=Stage.DONE, current_item="", rate=0.0 if new_state is not JobState.SUCCEEDED else progress.rate, eta_s=None
+        )
+    return dataclasses.replace(
+        job,
+        state=new_state,
+        seq=job.seq + 1,
+        update_time=now,
+        progress=progress,
+        start_time=now if new_state is JobState.RUNNING else job.start_time,
+        finish_time=now if new_state.terminal else job.finish_time,
+        error=error if error is not None else job.error,
+    )
