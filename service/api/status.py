@@ -1,0 +1,125 @@
+"""Maps domain errors to gRPC statuses with google.rpc.Status details, for every RPC, in one place.
+
+Servicers raise reelscan.service.errors.ReelscanError subclasses; this interceptor turns them into the matching
+status code with an ErrorInfo (and a BadRequest field violation when the error names a field). Anything else
+becomes INTERNAL with a generic message and a logged traceback, so no handler ever surfaces as UNKNOWN.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from reelscan.service import errors
+
+log = logging.getLogger(__name__)
+
+ERROR_DOMAIN = "reelscan.v1"
+OWN_SERVICE_PREFIX = "/reelscan.v1."
+
+CODE_OF: dict[type[errors.ReelscanError], grpc.StatusCode] = {
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+
+def status_code_of(error: errors.ReelscanError) -> grpc.StatusCode:
+    for cls in type(error).__mro__:
+        if cls in CODE_OF:
+            return CODE_OF[cls]  # type: ignore[index]
+    return grpc.StatusCode.INTERNAL
+
+
+def rpc_code_of(error: BaseException) -> int:
+    """The google.rpc.Code number for an error (used for Job.error)."""
+    if isinstance(error, errors.ReelscanError):
+        return int(status_code_of(error).value[0])
+    return int(code_pb2.INTERNAL)
+
+
+def to_rich_status(error: errors.ReelscanError) -> status_pb2.Status:
+    code = status_code_of(error)
+    details = []
+    info = error_details_pb2.ErrorInfo(reason=code.name, domain=ERROR_DOMAIN)
+    if error.field:
+        info.metadata["field"] = error.field
+    packed = any_pb2.Any()
+    packed.Pack(info)
+    details.append(packed)
+    if error.field and code is grpc.StatusCode.INVALID_ARGUMENT:
+        bad = error_details_pb2.BadRequest(
+            field_violations=[error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.message)]
+        )
+        packed = any_pb2.Any()
+        packed.Pack(bad)
+        details.append(packed)
+    return status_pb2.Status(code=int(code.value[0]), message=error.message, details=details)
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: BaseException, method: str) -> None:
+    if isinstance(error, errors.ReelscanError):
+        await context.abort_with_status(rpc_status.to_status(to_rich_status(error)))
+    log.exception("unexpected error in %s", method, exc_info=error)
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(error).__name__}")
+
+
+def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
+    async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            return await behavior(request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:  # noqa: BLE001 - the point is to map every error
+            await _abort(context, error, method)
+
+    return wrapped
+
+
+def _wrap_stream(behavior: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., AsyncIterator[Any]]:
+    async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        try:
+            async for item in behavior(request, context):
+                yield item
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:  # noqa: BLE001
+            await _abort(context, error, method)
+
+    return wrapped
+
+
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps unary-unary and unary-stream handlers so domain errors become rich gRPC statuses."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        # Only our own services: health and reflection handle their own errors (and use context.write).
+        if handler is None or not method.startswith(OWN_SERVICE_PREFIX):
+            return handler
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(handler.unary_unary, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(handler.unary_stream, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler

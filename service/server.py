@@ -1,0 +1,138 @@
+"""Wiring: builds the stores, probe pool, job engine and servicers, plus health and reflection; start and stop.
+
+One factory (`ReelscanServer.start`) owns every server option, each commented, in the spirit of Flower's
+flwr/common/grpc.py: the rest of the service never touches grpc.aio.server() directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from reelscan.service.api.job_servicer import JobServicer
+from reelscan.service.api.library_servicer import LibraryServicer
+from reelscan.service.api.scan_servicer import ScanServicer
+from reelscan.service.api.status import ErrorMappingInterceptor
+from reelscan.service.config import Settings
+from reelscan.service.jobs.engine import JobEngine
+from reelscan.service.jobs.model import JobKind
+from reelscan.service.jobs.sqlite_store import SqliteJobStore
+from reelscan.service.scan.handler import ScanJobHandler
+from reelscan.service.scan.library_store import LibraryStore
+from reelscan.service.scan.prober import Prober, make_prober
+from reelscan.v1 import job_service_pb2, job_service_pb2_grpc, library_pb2, library_pb2_grpc
+from reelscan.v1 import scan_service_pb2, scan_service_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    scan_service_pb2.DESCRIPTOR.services_by_name["ScanService"].full_name,
+    job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
+    library_pb2.DESCRIPTOR.services_by_name["LibraryService"].full_name,
+)
+
+
+def grpc_options(settings: Settings) -> list[tuple[str, int]]:
+    """Channel arguments for the server, tuned for long-lived WatchJob streams."""
+    return [
+        # Bound request and response sizes: an oversized request gets RESOURCE_EXHAUSTED before any handler runs.
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        # Ping idle connections every 30 s so dead peers of long watch streams are noticed and their watchers freed.
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        # Let clients ping as often as every 10 s (grpc-go/grpc-js defaults) without being sent GOAWAY.
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.max_pings_without_data", 0),
+        # Recycle connections eventually (with a grace period for in-flight calls) so load spreads after scaling.
+        ("grpc.max_connection_age_ms", 24 * 3600 * 1000),
+        ("grpc.max_connection_age_grace_ms", 60_000),
+        # One WatchJob per stream; lots of watchers per connection are fine.
+        ("grpc.max_concurrent_streams", 10_000),
+        # Refuse to start if the port is already taken rather than sharing it with another process.
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+def _server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    key = settings.tls_key.read_bytes()
+    cert = settings.tls_cert.read_bytes()
+    ca = settings.tls_client_ca.read_bytes() if settings.tls_client_ca else None
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
+
+
+@dataclass
+class ReelscanServer:
+    """A running reelscan server."""
+
+    settings: Settings
+    server: grpc.aio.Server
+    port: int
+    engine: JobEngine
+    library: LibraryStore
+    prober: Prober
+    health: health.aio.HealthServicer
+
+    @classmethod
+    async def start(cls, settings: Settings) -> ReelscanServer:
+        """Opens the database, recovers jobs, starts the probe pool and serves on settings.listen."""
+        if not settings.allow_roots:
+            log.warning("no --allow-root given: listening on loopback, so any absolute path may be scanned")
+        job_store = await SqliteJobStore.open(settings.db_path)
+        library = await LibraryStore.open(settings.db_path)
+        prober = make_prober(settings)
+        await prober.start()
+        engine = JobEngine(
+            job_store,
+            max_concurrent=settings.max_concurrent_jobs,
+            max_queued=settings.max_queued_jobs,
+            default_timeout_s=settings.job_timeout_s,
+            retention_s=settings.job_retention_s,
+            max_watchers=settings.max_watchers,
+        )
+        engine.register(JobKind.SCAN, ScanJobHandler(library, prober, settings))
+
+        server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()], options=grpc_options(settings))
+        scan_service_pb2_grpc.add_ScanServiceServicer_to_server(ScanServicer(engine, settings), server)
+        job_service_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(engine), server)
+        library_pb2_grpc.add_LibraryServiceServicer_to_server(LibraryServicer(library, engine), server)
+
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            server,
+        )
+
+        credentials = _server_credentials(settings)
+        if credentials is None:
+            port = server.add_insecure_port(settings.listen)
+        else:
+            port = server.add_secure_port(settings.listen, credentials)
+        await engine.start()
+        await server.start()
+        for name in ("", *SERVICE_NAMES):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        host = settings.host if ":" not in settings.host else f"[{settings.host}]"
+        log.info("reelscan listening on %s:%d (%s)", host, port, "TLS" if credentials else "plaintext")
+        return cls(settings, server, port, engine, library, prober, health_servicer)
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Graceful stop: NOT_SERVING first, then let RPCs finish within the grace period, then stop jobs."""
+        grace = self.settings.grace_period_s if grace_s is None else grace_s
+        await self.health.enter_graceful_shutdown()
+        # Ending the engine first ends WatchJob streams cleanly (OK) instead of cutting them at the grace deadline.
+        await self.engine.close()
+        await self.server.stop(grace)
+        await self.prober.close()
+        await self.library.close()
+
+    async def wait_for_termination(self) -> None:
+        await self.server.wait_for_termination()
