@@ -59,7 +59,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 demo: $(STAMP)
-	$(BIN)/python -m bench.demo
+	$(BIN)/python examples/demo.py
 
 clean:
 	rm -rf build .mypy_cache .pytest_cache .ruff_cache
