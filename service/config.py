@@ -76,7 +76,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] 
 
     def add(flag: str, help_text: str, fallback: object, **kwargs: object) -> None:
         parser.add_argument(
-            flag, default=default(flag, fallback), help=f"{help_text} [env {_env_name(flag)}; default %(default)s]", **kwargs
+            flag,
+            default=default(flag, fallback),
+            help=f"{help_text} [env {_env_name(flag)}; default %(default)s]",
+            **kwargs,
         )  # type: ignore[arg-type]
 
     add("--listen", "address to serve on, HOST:PORT (port 0 picks a free one)", d.listen, metavar="HOST:PORT")
@@ -95,24 +98,53 @@ def add_serve_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] 
     )
     parser.set_defaults(_env_allow_roots=env_roots)
     add("--max-concurrent-jobs", "jobs that run at the same time", d.max_concurrent_jobs, type=int, metavar="N")
-    add("--max-queued-jobs", "pending jobs accepted before RESOURCE_EXHAUSTED", d.max_queued_jobs, type=int, metavar="N")
+    add(
+        "--max-queued-jobs", "pending jobs accepted before RESOURCE_EXHAUSTED", d.max_queued_jobs, type=int, metavar="N"
+    )
     add("--max-watchers", "open WatchJob streams before RESOURCE_EXHAUSTED", d.max_watchers, type=int, metavar="N")
-    add("--job-timeout", "default job time limit in seconds, from when it starts running", d.job_timeout_s, type=float, metavar="S")
+    add(
+        "--job-timeout",
+        "default job time limit in seconds, from when it starts running",
+        d.job_timeout_s,
+        type=float,
+        metavar="S",
+    )
     add("--probe-timeout", "time limit for probing one file, in seconds", d.probe_timeout_s, type=float, metavar="S")
     add("--probe-workers", "probe worker processes", d.probe_workers, type=int, metavar="N")
-    add("--prober", "probe backend: pyav (in worker processes) or ffprobe (subprocess)", d.prober, choices=("pyav", "ffprobe"))
+    add(
+        "--prober",
+        "probe backend: pyav (in worker processes) or ffprobe (subprocess)",
+        d.prober,
+        choices=("pyav", "ffprobe"),
+    )
     add("--extensions", "comma-separated video file extensions", ",".join(d.extensions), metavar="LIST")
-    add("--job-retention", "seconds to keep finished jobs before pruning them", d.job_retention_s, type=float, metavar="S")
+    add(
+        "--job-retention",
+        "seconds to keep finished jobs before pruning them",
+        d.job_retention_s,
+        type=float,
+        metavar="S",
+    )
     add("--grace-period", "seconds to let RPCs finish on SIGTERM/SIGINT", d.grace_period_s, type=float, metavar="S")
     add("--max-message-bytes", "largest request or response message", d.max_message_bytes, type=int, metavar="N")
     add("--log-level", "logging level", d.log_level, choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     add("--tls-cert", "PEM server certificate chain (enables TLS, with --tls-key)", None, metavar="PATH")
     add("--tls-key", "PEM server private key", None, metavar="PATH")
-    add("--tls-client-ca", "PEM CA bundle; when set, clients must present a certificate it signed (mTLS)", None, metavar="PATH")
+    add(
+        "--tls-client-ca",
+        "PEM CA bundle; when set, clients must present a certificate it signed (mTLS)",
+        None,
+        metavar="PATH",
+    )
     add("--auth-token-file", "file holding a bearer token every RPC but health must carry", None, metavar="PATH")
-    parser.add_argument("--probe-delay", type=float, default=float(default("--probe-delay", 0.0)), help=argparse.SUPPRESS)
     parser.add_argument(
-        "--fault-injection", action="store_true", default=default("--fault-injection", "") not in ("", "0", "false"), help=argparse.SUPPRESS
+        "--probe-delay", type=float, default=float(default("--probe-delay", 0.0)), help=argparse.SUPPRESS
+    )
+    parser.add_argument(
+        "--fault-injection",
+        action="store_true",
+        default=default("--fault-injection", "") not in ("", "0", "false"),
+        help=argparse.SUPPRESS,
     )
 
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-
 from reelscan.service.api.job_servicer import JobServicer
 from reelscan.service.api.library_servicer import LibraryServicer
 from reelscan.service.api.scan_servicer import ScanServicer
@@ -24,8 +23,14 @@ from reelscan.service.jobs.sqlite_store import SqliteJobStore
 from reelscan.service.scan.handler import ScanJobHandler
 from reelscan.service.scan.library_store import LibraryStore
 from reelscan.service.scan.prober import Prober, make_prober
-from reelscan.v1 import job_service_pb2, job_service_pb2_grpc, library_pb2, library_pb2_grpc
-from reelscan.v1 import scan_service_pb2, scan_service_pb2_grpc
+from reelscan.v1 import (
+    job_service_pb2,
+    job_service_pb2_grpc,
+    library_pb2,
+    library_pb2_grpc,
+    scan_service_pb2,
+    scan_service_pb2_grpc,
+)
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,6 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
-
 from reelscan.service import errors
 
 log = logging.getLogger(__name__)
@@ -78,7 +77,7 @@ def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callabl
             return await behavior(request, context)
         except grpc.aio.AbortError:
             raise
-        except Exception as error:  # noqa: BLE001 - the point is to map every error
+        except Exception as error:
             await _abort(context, error, method)
 
     return wrapped
@@ -91,7 +90,7 @@ def _wrap_stream(behavior: Callable[..., AsyncIterator[Any]], method: str) -> Ca
                 yield item
         except grpc.aio.AbortError:
             raise
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             await _abort(context, error, method)
 
     return wrapped
