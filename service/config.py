@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 DEFAULT_EXTENSIONS = ("mp4", "mkv", "mov", "avi", "webm", "m4v", "mpg", "mpeg", "ts", "m2ts", "wmv", "flv")
 ENV_PREFIX = "REELSCAN_"
@@ -74,13 +75,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] 
     def default(flag: str, fallback: object) -> object:
         return env.get(_env_name(flag), fallback)
 
-    def add(flag: str, help_text: str, fallback: object, **kwargs: object) -> None:
+    def add(flag: str, help_text: str, fallback: object, **kwargs: Any) -> None:
         parser.add_argument(
             flag,
             default=default(flag, fallback),
             help=f"{help_text} [env {_env_name(flag)}; default %(default)s]",
             **kwargs,
-        )  # type: ignore[arg-type]
+        )
 
     add("--listen", "address to serve on, HOST:PORT (port 0 picks a free one)", d.listen, metavar="HOST:PORT")
     add("--db", "SQLite database file (created if missing)", str(d.db_path), metavar="PATH")
@@ -138,7 +139,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] 
     )
     add("--auth-token-file", "file holding a bearer token every RPC but health must carry", None, metavar="PATH")
     parser.add_argument(
-        "--probe-delay", type=float, default=float(default("--probe-delay", 0.0)), help=argparse.SUPPRESS
+        "--probe-delay", type=float, default=float(str(default("--probe-delay", 0.0))), help=argparse.SUPPRESS
     )
     parser.add_argument(
         "--fault-injection",

@@ -33,8 +33,8 @@ CODE_OF: dict[type[errors.ReelscanError], grpc.StatusCode] = {
 
 def status_code_of(error: errors.ReelscanError) -> grpc.StatusCode:
     for cls in type(error).__mro__:
-        if cls in CODE_OF:
-            return CODE_OF[cls]  # type: ignore[index]
+        if issubclass(cls, errors.ReelscanError) and cls in CODE_OF:
+            return CODE_OF[cls]
     return grpc.StatusCode.INTERNAL
 
 
