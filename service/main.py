@@ -60,6 +60,8 @@ async def serve(settings: Settings) -> None:
         server = await ReelscanServer.start(settings)
     except RuntimeError as error:  # grpc raises RuntimeError when it cannot bind
         raise ConfigError(f"cannot listen on {settings.listen}: {error}") from error
+    except (OSError, ValueError) as error:  # unreadable TLS or token files, empty token
+        raise ConfigError(str(error)) from error
     try:
         waiter = asyncio.create_task(server.wait_for_termination())
         stopper = asyncio.create_task(stop.wait())

@@ -6,12 +6,14 @@ flwr/common/grpc.py: the rest of the service never touches grpc.aio.server() dir
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from reelscan.service.api.auth import BearerTokenInterceptor, load_token
 from reelscan.service.api.job_servicer import JobServicer
 from reelscan.service.api.library_servicer import LibraryServicer
 from reelscan.service.api.scan_servicer import ScanServicer
@@ -104,7 +106,14 @@ class ReelscanServer:
         )
         engine.register(JobKind.SCAN, ScanJobHandler(library, prober, settings))
 
-        server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()], options=grpc_options(settings))
+        interceptors: list[grpc.aio.ServerInterceptor] = []
+        if settings.auth_token_file is not None:
+            # Authentication runs first so unauthenticated calls never reach a handler.
+            interceptors.append(
+                BearerTokenInterceptor(await asyncio.to_thread(load_token, str(settings.auth_token_file)))
+            )
+        interceptors.append(ErrorMappingInterceptor())
+        server = grpc.aio.server(interceptors=interceptors, options=grpc_options(settings))
         scan_service_pb2_grpc.add_ScanServiceServicer_to_server(ScanServicer(engine, settings), server)
         job_service_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(engine), server)
         library_pb2_grpc.add_LibraryServiceServicer_to_server(LibraryServicer(library, engine), server)
@@ -116,7 +125,7 @@ class ReelscanServer:
             server,
         )
 
-        credentials = _server_credentials(settings)
+        credentials = await asyncio.to_thread(_server_credentials, settings)
         if credentials is None:
             port = server.add_insecure_port(settings.listen)
         else:
