@@ -95,7 +95,6 @@ class ReelscanServer:
         job_store = await SqliteJobStore.open(settings.db_path)
         library = await LibraryStore.open(settings.db_path)
         prober = make_prober(settings)
-        await prober.start()
         engine = JobEngine(
             job_store,
             max_concurrent=settings.max_concurrent_jobs,
@@ -125,11 +124,18 @@ class ReelscanServer:
             server,
         )
 
-        credentials = await asyncio.to_thread(_server_credentials, settings)
-        if credentials is None:
-            port = server.add_insecure_port(settings.listen)
-        else:
-            port = server.add_secure_port(settings.listen, credentials)
+        try:
+            credentials = await asyncio.to_thread(_server_credentials, settings)
+            # Binding happens here, before any worker process starts, so a taken port fails fast and clean.
+            if credentials is None:
+                port = server.add_insecure_port(settings.listen)
+            else:
+                port = server.add_secure_port(settings.listen, credentials)
+        except BaseException:
+            await job_store.close()
+            await library.close()
+            raise
+        await prober.start()
         await engine.start()
         await server.start()
         for name in ("", *SERVICE_NAMES):
