@@ -1,0 +1,348 @@
+"""The asyncio client. Every call is a grpc.aio call, so nothing here blocks the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import inspect
+import os
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from types import TracebackType
+from typing import Any, TypeVar, cast
+
+import grpc
+
+from reelscan.client.connection import DEFAULT_ADDRESS, DEFAULT_TIMEOUT_S, TlsOptions, aio_channel, make_options
+from reelscan.client.errors import ReelscanError, UnavailableError, error_from_rpc
+from reelscan.client.rpc import (
+    CANCEL_JOB,
+    DEFAULT_RECONNECT,
+    DEFAULT_RETRY,
+    DELETE_JOB,
+    GET_JOB,
+    GET_VIDEO,
+    LIST_JOBS,
+    LIST_SCAN_ERRORS,
+    LIST_VIDEOS,
+    NO_RETRY,
+    START_SCAN,
+    UNARY_METHODS,
+    WAIT_CHUNK_S,
+    WAIT_JOB,
+    WATCH_JOB,
+    Method,
+    ReconnectPolicy,
+    Req,
+    Resp,
+    RetryPolicy,
+    WatchCursor,
+    copy_message,
+    get_video_request,
+    list_jobs_request,
+    list_videos_request,
+    page_size_for,
+    start_scan_request,
+    wait_request,
+)
+from reelscan.v1 import job_pb2, job_service_pb2, library_pb2, scan_service_pb2
+
+T = TypeVar("T")
+UpdateCallback = Callable[[job_pb2.JobUpdate], object]
+DisconnectCallback = Callable[[ReelscanError], object]
+
+
+class AsyncReelscanClient:
+    """Talks to a reelscan server from asyncio code.
+
+    Create it inside a running event loop (grpc.aio binds the channel to the loop), preferably as
+    `async with AsyncReelscanClient("host:port") as client: ...`. Unary calls get the client's `timeout` as their
+    deadline unless a call passes `rpc_timeout`; idempotent calls are retried on UNAVAILABLE per `retry`.
+    Failures raise reelscan.client.errors.ReelscanError subclasses.
+    """
+
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        *,
+        tls: TlsOptions | bool | None = None,
+        token: str | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
+        timeout: float | None = DEFAULT_TIMEOUT_S,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        reconnect: ReconnectPolicy = DEFAULT_RECONNECT,
+        channel_options: Sequence[tuple[str, Any]] = (),
+        channel: grpc.aio.Channel | None = None,
+    ) -> None:
+        self.options = make_options(
+            address, tls=tls, token=token, metadata=metadata, timeout=timeout, channel_options=channel_options
+        )
+        self.retry = retry
+        self.reconnect = reconnect
+        self._owns_channel = channel is None
+        self._channel = aio_channel(self.options) if channel is None else channel
+        self._callables = {
+            m.path: self._channel.unary_unary(
+                m.path, request_serializer=m.request.SerializeToString, response_deserializer=m.response.FromString
+            )
+            for m in UNARY_METHODS
+        }
+        self._watch = self._channel.unary_stream(
+            WATCH_JOB.path,
+            request_serializer=WATCH_JOB.request.SerializeToString,
+            response_deserializer=WATCH_JOB.response.FromString,
+        )
+
+    async def __aenter__(self) -> AsyncReelscanClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Closes the channel (unless it was passed in), cancelling calls still in flight."""
+        if self._owns_channel:
+            await self._channel.close()
+
+    async def _call(self, method: Method[Req, Resp], request: Req, rpc_timeout: float | None = None) -> Resp:
+        timeout = rpc_timeout if rpc_timeout is not None else self.options.timeout
+        policy = self.retry if method.retryable else NO_RETRY
+        backoff = policy.backoff()
+        attempt = 1
+        while True:
+            try:
+                response = await self._callables[method.path](
+                    request, timeout=timeout, metadata=self.options.call_metadata()
+                )
+                return cast(Resp, response)
+            except grpc.RpcError as rpc_error:
+                error = error_from_rpc(rpc_error, method.name)
+            if not isinstance(error, UnavailableError) or attempt >= policy.max_attempts:
+                raise error
+            attempt += 1
+            await asyncio.sleep(max(backoff.next(), error.retry_delay or 0.0))
+
+    async def _paged(
+        self,
+        method: Method[Req, Resp],
+        request: Req,
+        page: Callable[[Resp], tuple[Sequence[T], str]],
+        limit: int | None,
+        rpc_timeout: float | None,
+    ) -> AsyncIterator[T]:
+        request = copy_message(request)
+        count = 0
+        while True:
+            items, token = page(await self._call(method, request, rpc_timeout))
+            for item in items:
+                if limit is not None and count >= limit:
+                    return
+                yield item
+                count += 1
+            if not token or (limit is not None and count >= limit):
+                return
+            setattr(request, "page_token", token)  # noqa: B010 - every paged request has page_token
+
+    # ScanService
+
+    async def start_scan(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        recursive: bool = True,
+        force: bool = False,
+        extensions: Iterable[str] | None = None,
+        follow_symlinks: bool = False,
+        timeout: float | datetime.timedelta | None = None,  # noqa: ASYNC109 - the job's limit, not the call's
+        rpc_timeout: float | None = None,
+    ) -> scan_service_pb2.StartScanResponse:
+        """Starts a scan of the server-side directory `path` and returns at once with its job (`response.job`).
+
+        `timeout` is the job's time limit (server default when None), not the call's deadline (`rpc_timeout`).
+        If a scan of the same root is already pending or running, that job is returned and `response.existing`
+        is true.
+        """
+        request = start_scan_request(
+            path,
+            recursive=recursive,
+            force=force,
+            extensions=extensions,
+            follow_symlinks=follow_symlinks,
+            timeout=timeout,
+        )
+        return await self._call(START_SCAN, request, rpc_timeout)
+
+    async def scan_and_wait(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        on_update: UpdateCallback | None = None,
+        recursive: bool = True,
+        force: bool = False,
+        extensions: Iterable[str] | None = None,
+        follow_symlinks: bool = False,
+        timeout: float | datetime.timedelta | None = None,  # noqa: ASYNC109 - the job's limit, not the call's
+    ) -> job_pb2.Job:
+        """Starts a scan, watches it to the end (calling `on_update`, sync or async, with each JobUpdate) and
+        returns the final Job. Reaching a terminal state is success for this call: check `job.state`."""
+        started = await self.start_scan(
+            path,
+            recursive=recursive,
+            force=force,
+            extensions=extensions,
+            follow_symlinks=follow_symlinks,
+            timeout=timeout,
+        )
+        return await self.follow_job(started.job.id, on_update=on_update)
+
+    async def follow_job(self, job_id: str, *, on_update: UpdateCallback | None = None) -> job_pb2.Job:
+        """Watches a job to its terminal state, calling `on_update` with each update; returns the final Job."""
+        last: job_pb2.JobUpdate | None = None
+        async for update in self.watch_job(job_id):
+            last = update
+            if on_update is not None:
+                result = on_update(update)
+                if inspect.isawaitable(result):
+                    await result
+        if last is not None and last.HasField("job"):
+            return last.job
+        return await self.get_job(job_id)
+
+    # JobService
+
+    async def get_job(self, job_id: str, *, rpc_timeout: float | None = None) -> job_pb2.Job:
+        response = await self._call(GET_JOB, job_service_pb2.GetJobRequest(job_id=job_id), rpc_timeout)
+        return response.job
+
+    async def list_jobs(
+        self,
+        *,
+        states: Iterable[job_pb2.JobState] | None = None,
+        kinds: Iterable[job_pb2.JobKind] | None = None,
+        page_size: int = 0,
+        limit: int | None = None,
+        rpc_timeout: float | None = None,
+    ) -> AsyncIterator[job_pb2.Job]:
+        """Yields jobs newest first, fetching pages as needed; stops after `limit` jobs when given."""
+        request = list_jobs_request(states, kinds, page_size_for(page_size, limit))
+        async for job in self._paged(LIST_JOBS, request, lambda r: (r.jobs, r.next_page_token), limit, rpc_timeout):
+            yield job
+
+    async def cancel_job(self, job_id: str, *, rpc_timeout: float | None = None) -> job_pb2.Job:
+        """Asks the server to cancel; returns the job as it is right after (a running job ends CANCELLED shortly
+        after: use wait_job or watch_job to see it). A finished job raises FailedPreconditionError."""
+        response = await self._call(CANCEL_JOB, job_service_pb2.CancelJobRequest(job_id=job_id), rpc_timeout)
+        return response.job
+
+    async def delete_job(self, job_id: str, *, rpc_timeout: float | None = None) -> None:
+        """Deletes a finished job and its scan errors (FailedPreconditionError while it is pending or running)."""
+        await self._call(DELETE_JOB, job_service_pb2.DeleteJobRequest(job_id=job_id), rpc_timeout)
+
+    async def wait_job(self, job_id: str, *, timeout: float | None = None) -> job_pb2.Job:  # noqa: ASYNC109
+        """Waits up to `timeout` seconds (None: for ever) for the job to finish and returns it as it then is.
+
+        Long waits are split into WaitJob calls of at most WAIT_CHUNK_S, each with a deadline just past its wait.
+        """
+        if timeout is not None and timeout <= 0:
+            return await self.get_job(job_id)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            chunk = WAIT_CHUNK_S if deadline is None else min(WAIT_CHUNK_S, max(deadline - loop.time(), 0.001))
+            # The call's deadline must outlast the server-side wait, or every long wait would end DEADLINE_EXCEEDED.
+            response = await self._call(
+                WAIT_JOB, wait_request(job_id, chunk), chunk + (self.options.timeout or DEFAULT_TIMEOUT_S)
+            )
+            if response.done or (deadline is not None and loop.time() >= deadline):
+                return response.job
+
+    async def watch_job(
+        self, job_id: str, *, on_disconnect: DisconnectCallback | None = None
+    ) -> AsyncIterator[job_pb2.JobUpdate]:
+        """Yields the job's updates, starting with its current snapshot, until (and including) the terminal one.
+
+        A lost connection (UNAVAILABLE, or the stream ending before the terminal state, as a server shutting
+        down does) is resumed by watching again after a backoff, per the client's ReconnectPolicy; updates
+        already delivered (seq <= last seen) are dropped, so the caller sees each state once and in order.
+        `on_disconnect` is called with the error before each reconnect attempt.
+        """
+        cursor = WatchCursor()
+        backoff = self.reconnect.backoff()
+        loop = asyncio.get_running_loop()
+        last_heard = loop.time()
+        request = job_service_pb2.WatchJobRequest(job_id=job_id)
+        while True:
+            # No deadline: a watch lasts as long as the job. Keepalive notices a dead connection instead.
+            call = self._watch(request, metadata=self.options.call_metadata())
+            try:
+                async for update in call:
+                    last_heard = loop.time()
+                    backoff.reset()
+                    if cursor.accept(update):
+                        yield update
+                    if cursor.finished:
+                        return
+                error: ReelscanError = UnavailableError("the watch stream ended before the job finished")
+            except grpc.RpcError as rpc_error:
+                error = error_from_rpc(rpc_error, WATCH_JOB.name)
+                if not isinstance(error, UnavailableError):
+                    raise error from None
+            finally:
+                call.cancel()
+            give_up = self.reconnect.give_up_after_s
+            if give_up is not None and loop.time() - last_heard > give_up:
+                raise error
+            if on_disconnect is not None:
+                on_disconnect(error)
+            await asyncio.sleep(backoff.next())
+
+    # LibraryService
+
+    async def list_videos(
+        self,
+        *,
+        path_prefix: str | os.PathLike[str] | None = None,
+        video_codec: str | None = None,
+        min_duration: float | datetime.timedelta | None = None,
+        max_duration: float | datetime.timedelta | None = None,
+        min_height: int | None = None,
+        query: str | None = None,
+        include_missing: bool = False,
+        page_size: int = 0,
+        limit: int | None = None,
+        rpc_timeout: float | None = None,
+    ) -> AsyncIterator[library_pb2.Video]:
+        """Yields videos ordered by path, matching every filter given, fetching pages as needed.
+        Durations are seconds (or timedeltas); `query` is a word-prefix search on the file name."""
+        request = list_videos_request(
+            path_prefix=path_prefix,
+            video_codec=video_codec,
+            min_duration=min_duration,
+            max_duration=max_duration,
+            min_height=min_height,
+            query=query,
+            include_missing=include_missing,
+            page_size=page_size_for(page_size, limit),
+        )
+        async for video in self._paged(
+            LIST_VIDEOS, request, lambda r: (r.videos, r.next_page_token), limit, rpc_timeout
+        ):
+            yield video
+
+    async def get_video(
+        self, id_or_path: str | os.PathLike[str], *, rpc_timeout: float | None = None
+    ) -> library_pb2.Video:
+        """One video by id, or by absolute path (a path-like, or a string containing a path separator)."""
+        response = await self._call(GET_VIDEO, get_video_request(id_or_path), rpc_timeout)
+        return response.video
+
+    async def list_scan_errors(
+        self, job_id: str, *, page_size: int = 0, limit: int | None = None, rpc_timeout: float | None = None
+    ) -> AsyncIterator[library_pb2.ScanError]:
+        """Yields the per-file failures of a scan job in the order they happened."""
+        request = library_pb2.ListScanErrorsRequest(job_id=job_id, page_size=page_size_for(page_size, limit))
+        async for error in self._paged(
+            LIST_SCAN_ERRORS, request, lambda r: (r.errors, r.next_page_token), limit, rpc_timeout
+        ):
+            yield error

@@ -1,0 +1,129 @@
+"""How the clients reach the server: address, TLS, per-call metadata, deadlines and channel options."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+DEFAULT_TIMEOUT_S = 30.0
+USER_AGENT = "reelscan-client/0.1"
+
+Metadata = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TlsOptions:
+    """TLS for the channel. No root certificates means the system's trust store; a key and certificate chain
+    together present a client certificate (mutual TLS)."""
+
+    root_certificates: bytes | None = None
+    private_key: bytes | None = None
+    certificate_chain: bytes | None = None
+    # Verify the server's certificate against this name instead of the address's host (testing, IP addresses).
+    server_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.private_key is None) != (self.certificate_chain is None):
+            raise ValueError("a client certificate needs both private_key and certificate_chain")
+
+    @classmethod
+    def from_files(
+        cls,
+        ca: str | os.PathLike[str] | None = None,
+        cert: str | os.PathLike[str] | None = None,
+        key: str | os.PathLike[str] | None = None,
+        server_name: str | None = None,
+    ) -> TlsOptions:
+        """Reads PEM files (a CA bundle; a client certificate chain and its key for mTLS)."""
+
+        def read(path: str | os.PathLike[str] | None) -> bytes | None:
+            return Path(path).read_bytes() if path is not None else None
+
+        return cls(read(ca), read(key), read(cert), server_name)
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.root_certificates,
+            private_key=self.private_key,
+            certificate_chain=self.certificate_chain,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionOptions:
+    """Everything both clients need to open a channel and decorate each call."""
+
+    address: str = DEFAULT_ADDRESS
+    tls: TlsOptions | None = None
+    token: str | None = None
+    metadata: Metadata = ()
+    # Deadline of every unary call, in seconds; None means no deadline. Streams (WatchJob) never get one: they
+    # live as long as the job, and a dead connection is noticed by keepalive instead.
+    timeout: float | None = DEFAULT_TIMEOUT_S
+    channel_options: tuple[tuple[str, Any], ...] = field(default=())
+
+    def call_metadata(self) -> Metadata:
+        token = (("authorization", f"Bearer {self.token}"),) if self.token else ()
+        return (*token, *self.metadata)
+
+    def grpc_options(self) -> list[tuple[str, Any]]:
+        options: list[tuple[str, Any]] = [
+            ("grpc.primary_user_agent", USER_AGENT),
+            # gRPC's own reconnect backoff starts at 1 s and grows to 120 s; while it runs, calls fail fast with
+            # UNAVAILABLE. Keep it short so a watch resumes within a couple of seconds of a server restart.
+            ("grpc.initial_reconnect_backoff_ms", 250),
+            ("grpc.max_reconnect_backoff_ms", 5_000),
+            # Ping an idle connection every 30 s (the server accepts pings every 10 s) so a long watch on a dead
+            # connection fails with UNAVAILABLE, and is resumed, instead of hanging forever.
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ]
+        if self.tls is not None and self.tls.server_name:
+            options.append(("grpc.ssl_target_name_override", self.tls.server_name))
+        options.extend(self.channel_options)
+        return options
+
+
+def sync_channel(options: ConnectionOptions) -> grpc.Channel:
+    if options.tls is None:
+        return grpc.insecure_channel(options.address, options=options.grpc_options())
+    return grpc.secure_channel(options.address, options.tls.credentials(), options=options.grpc_options())
+
+
+def aio_channel(options: ConnectionOptions) -> grpc.aio.Channel:
+    if options.tls is None:
+        return grpc.aio.insecure_channel(options.address, options=options.grpc_options())
+    return grpc.aio.secure_channel(options.address, options.tls.credentials(), options=options.grpc_options())
+
+
+def make_options(
+    address: str,
+    *,
+    tls: TlsOptions | bool | None,
+    token: str | None,
+    metadata: Sequence[tuple[str, str]],
+    timeout: float | None,
+    channel_options: Sequence[tuple[str, Any]],
+) -> ConnectionOptions:
+    """Normalises the constructor arguments both clients share (`tls=True` means TLS with the system roots)."""
+    if tls is True:
+        tls = TlsOptions()
+    elif tls is False:
+        tls = None
+    if timeout is not None and timeout <= 0:
+        raise ValueError(f"timeout must be positive or None, got {timeout}")
+    return ConnectionOptions(
+        address=address,
+        tls=tls,
+        token=token,
+        metadata=tuple((k.lower(), v) for k, v in metadata),
+        timeout=timeout,
+        channel_options=tuple(channel_options),
+    )

@@ -1,0 +1,307 @@
+"""The blocking client, for scripts and threads. Same methods and semantics as AsyncReelscanClient."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from types import TracebackType
+from typing import Any, TypeVar, cast
+
+import grpc
+
+from reelscan.client.connection import DEFAULT_ADDRESS, DEFAULT_TIMEOUT_S, TlsOptions, make_options, sync_channel
+from reelscan.client.errors import ReelscanError, UnavailableError, error_from_rpc
+from reelscan.client.rpc import (
+    CANCEL_JOB,
+    DEFAULT_RECONNECT,
+    DEFAULT_RETRY,
+    DELETE_JOB,
+    GET_JOB,
+    GET_VIDEO,
+    LIST_JOBS,
+    LIST_SCAN_ERRORS,
+    LIST_VIDEOS,
+    NO_RETRY,
+    START_SCAN,
+    UNARY_METHODS,
+    WAIT_CHUNK_S,
+    WAIT_JOB,
+    WATCH_JOB,
+    Method,
+    ReconnectPolicy,
+    Req,
+    Resp,
+    RetryPolicy,
+    WatchCursor,
+    copy_message,
+    get_video_request,
+    list_jobs_request,
+    list_videos_request,
+    page_size_for,
+    start_scan_request,
+    wait_request,
+)
+from reelscan.v1 import job_pb2, job_service_pb2, library_pb2, scan_service_pb2
+
+T = TypeVar("T")
+UpdateCallback = Callable[[job_pb2.JobUpdate], object]
+DisconnectCallback = Callable[[ReelscanError], object]
+
+
+class ReelscanClient:
+    """Talks to a reelscan server, blocking. Use as `with ReelscanClient("host:port") as client: ...`.
+
+    Unary calls get the client's `timeout` as their deadline unless a call passes `rpc_timeout`; idempotent calls
+    are retried on UNAVAILABLE per `retry`. Failures raise reelscan.client.errors.ReelscanError subclasses.
+    `channel` lets you pass a ready channel (e.g. grpc_testing's), which the client then does not close.
+    """
+
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        *,
+        tls: TlsOptions | bool | None = None,
+        token: str | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
+        timeout: float | None = DEFAULT_TIMEOUT_S,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        reconnect: ReconnectPolicy = DEFAULT_RECONNECT,
+        channel_options: Sequence[tuple[str, Any]] = (),
+        channel: grpc.Channel | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.options = make_options(
+            address, tls=tls, token=token, metadata=metadata, timeout=timeout, channel_options=channel_options
+        )
+        self.retry = retry
+        self.reconnect = reconnect
+        # Injectable so tests of the backoff need not really wait.
+        self._sleep = sleep
+        self._owns_channel = channel is None
+        self._channel = sync_channel(self.options) if channel is None else channel
+        self._callables = {
+            m.path: self._channel.unary_unary(
+                m.path, request_serializer=m.request.SerializeToString, response_deserializer=m.response.FromString
+            )
+            for m in UNARY_METHODS
+        }
+        self._watch = self._channel.unary_stream(
+            WATCH_JOB.path,
+            request_serializer=WATCH_JOB.request.SerializeToString,
+            response_deserializer=WATCH_JOB.response.FromString,
+        )
+
+    def __enter__(self) -> ReelscanClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._owns_channel:
+            self._channel.close()
+
+    def _call(self, method: Method[Req, Resp], request: Req, rpc_timeout: float | None = None) -> Resp:
+        timeout = rpc_timeout if rpc_timeout is not None else self.options.timeout
+        policy = self.retry if method.retryable else NO_RETRY
+        backoff = policy.backoff()
+        attempt = 1
+        while True:
+            try:
+                response = self._callables[method.path](request, timeout=timeout, metadata=self.options.call_metadata())
+                return cast(Resp, response)
+            except grpc.RpcError as rpc_error:
+                error = error_from_rpc(rpc_error, method.name)
+            if not isinstance(error, UnavailableError) or attempt >= policy.max_attempts:
+                raise error
+            attempt += 1
+            self._sleep(max(backoff.next(), error.retry_delay or 0.0))
+
+    def _paged(
+        self,
+        method: Method[Req, Resp],
+        request: Req,
+        page: Callable[[Resp], tuple[Sequence[T], str]],
+        limit: int | None,
+        rpc_timeout: float | None,
+    ) -> Iterator[T]:
+        request = copy_message(request)
+        count = 0
+        while True:
+            items, token = page(self._call(method, request, rpc_timeout))
+            for item in items:
+                if limit is not None and count >= limit:
+                    return
+                yield item
+                count += 1
+            if not token or (limit is not None and count >= limit):
+                return
+            setattr(request, "page_token", token)  # noqa: B010 - every paged request has page_token
+
+    # ScanService
+
+    def start_scan(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        recursive: bool = True,
+        force: bool = False,
+        extensions: Iterable[str] | None = None,
+        follow_symlinks: bool = False,
+        timeout: float | datetime.timedelta | None = None,
+        rpc_timeout: float | None = None,
+    ) -> scan_service_pb2.StartScanResponse:
+        """See AsyncReelscanClient.start_scan: `timeout` is the job's time limit, `rpc_timeout` the deadline."""
+        request = start_scan_request(
+            path,
+            recursive=recursive,
+            force=force,
+            extensions=extensions,
+            follow_symlinks=follow_symlinks,
+            timeout=timeout,
+        )
+        return self._call(START_SCAN, request, rpc_timeout)
+
+    def scan_and_wait(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        on_update: UpdateCallback | None = None,
+        recursive: bool = True,
+        force: bool = False,
+        extensions: Iterable[str] | None = None,
+        follow_symlinks: bool = False,
+        timeout: float | datetime.timedelta | None = None,
+    ) -> job_pb2.Job:
+        """Starts a scan, watches it to the end calling `on_update` with each JobUpdate; returns the final Job."""
+        started = self.start_scan(
+            path,
+            recursive=recursive,
+            force=force,
+            extensions=extensions,
+            follow_symlinks=follow_symlinks,
+            timeout=timeout,
+        )
+        return self.follow_job(started.job.id, on_update=on_update)
+
+    def follow_job(self, job_id: str, *, on_update: UpdateCallback | None = None) -> job_pb2.Job:
+        last: job_pb2.JobUpdate | None = None
+        for update in self.watch_job(job_id):
+            last = update
+            if on_update is not None:
+                on_update(update)
+        if last is not None and last.HasField("job"):
+            return last.job
+        return self.get_job(job_id)
+
+    # JobService
+
+    def get_job(self, job_id: str, *, rpc_timeout: float | None = None) -> job_pb2.Job:
+        return self._call(GET_JOB, job_service_pb2.GetJobRequest(job_id=job_id), rpc_timeout).job
+
+    def list_jobs(
+        self,
+        *,
+        states: Iterable[job_pb2.JobState] | None = None,
+        kinds: Iterable[job_pb2.JobKind] | None = None,
+        page_size: int = 0,
+        limit: int | None = None,
+        rpc_timeout: float | None = None,
+    ) -> Iterator[job_pb2.Job]:
+        """Jobs newest first, fetching pages lazily; stops after `limit` jobs when given."""
+        request = list_jobs_request(states, kinds, page_size_for(page_size, limit))
+        return self._paged(LIST_JOBS, request, lambda r: (r.jobs, r.next_page_token), limit, rpc_timeout)
+
+    def cancel_job(self, job_id: str, *, rpc_timeout: float | None = None) -> job_pb2.Job:
+        return self._call(CANCEL_JOB, job_service_pb2.CancelJobRequest(job_id=job_id), rpc_timeout).job
+
+    def delete_job(self, job_id: str, *, rpc_timeout: float | None = None) -> None:
+        self._call(DELETE_JOB, job_service_pb2.DeleteJobRequest(job_id=job_id), rpc_timeout)
+
+    def wait_job(self, job_id: str, *, timeout: float | None = None) -> job_pb2.Job:
+        """Waits up to `timeout` seconds (None: for ever) for the job to finish and returns it as it then is."""
+        if timeout is not None and timeout <= 0:
+            return self.get_job(job_id)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            chunk = WAIT_CHUNK_S if deadline is None else min(WAIT_CHUNK_S, max(deadline - time.monotonic(), 0.001))
+            # The call's deadline must outlast the server-side wait, or every long wait would end DEADLINE_EXCEEDED.
+            response = self._call(
+                WAIT_JOB, wait_request(job_id, chunk), chunk + (self.options.timeout or DEFAULT_TIMEOUT_S)
+            )
+            if response.done or (deadline is not None and time.monotonic() >= deadline):
+                return response.job
+
+    def watch_job(self, job_id: str, *, on_disconnect: DisconnectCallback | None = None) -> Iterator[job_pb2.JobUpdate]:
+        """Yields the job's updates until (and including) the terminal one, resuming after lost connections;
+        see AsyncReelscanClient.watch_job. Close the iterator (or break out of the loop) to stop watching."""
+        cursor = WatchCursor()
+        backoff = self.reconnect.backoff()
+        last_heard = time.monotonic()
+        request = job_service_pb2.WatchJobRequest(job_id=job_id)
+        while True:
+            call = self._watch(request, metadata=self.options.call_metadata())
+            try:
+                for update in call:
+                    last_heard = time.monotonic()
+                    backoff.reset()
+                    if cursor.accept(update):
+                        yield update
+                    if cursor.finished:
+                        return
+                error: ReelscanError = UnavailableError("the watch stream ended before the job finished")
+            except grpc.RpcError as rpc_error:
+                error = error_from_rpc(rpc_error, WATCH_JOB.name)
+                if not isinstance(error, UnavailableError):
+                    raise error from None
+            finally:
+                call.cancel()
+            give_up = self.reconnect.give_up_after_s
+            if give_up is not None and time.monotonic() - last_heard > give_up:
+                raise error
+            if on_disconnect is not None:
+                on_disconnect(error)
+            self._sleep(backoff.next())
+
+    # LibraryService
+
+    def list_videos(
+        self,
+        *,
+        path_prefix: str | os.PathLike[str] | None = None,
+        video_codec: str | None = None,
+        min_duration: float | datetime.timedelta | None = None,
+        max_duration: float | datetime.timedelta | None = None,
+        min_height: int | None = None,
+        query: str | None = None,
+        include_missing: bool = False,
+        page_size: int = 0,
+        limit: int | None = None,
+        rpc_timeout: float | None = None,
+    ) -> Iterator[library_pb2.Video]:
+        """Videos ordered by path matching every filter given, fetching pages lazily."""
+        request = list_videos_request(
+            path_prefix=path_prefix,
+            video_codec=video_codec,
+            min_duration=min_duration,
+            max_duration=max_duration,
+            min_height=min_height,
+            query=query,
+            include_missing=include_missing,
+            page_size=page_size_for(page_size, limit),
+        )
+        return self._paged(LIST_VIDEOS, request, lambda r: (r.videos, r.next_page_token), limit, rpc_timeout)
+
+    def get_video(self, id_or_path: str | os.PathLike[str], *, rpc_timeout: float | None = None) -> library_pb2.Video:
+        """One video by id, or by absolute path (a path-like, or a string containing a path separator)."""
+        return self._call(GET_VIDEO, get_video_request(id_or_path), rpc_timeout).video
+
+    def list_scan_errors(
+        self, job_id: str, *, page_size: int = 0, limit: int | None = None, rpc_timeout: float | None = None
+    ) -> Iterator[library_pb2.ScanError]:
+        request = library_pb2.ListScanErrorsRequest(job_id=job_id, page_size=page_size_for(page_size, limit))
+        return self._paged(LIST_SCAN_ERRORS, request, lambda r: (r.errors, r.next_page_token), limit, rpc_timeout)
