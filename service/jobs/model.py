@@ -96,6 +96,7 @@ class Job:
     result: Mapping[str, int] = field(default_factory=dict)  # kind-specific counts (for scans: ScanResult fields)
     error: JobError | None = None
     dedup_key: str = ""  # jobs with the same non-empty key are not queued twice (e.g. a scan of the same root)
+    recoveries: int = 0  # times a server crash interrupted this job while it ran (see requeue_interrupted)
 
     @property
     def terminal(self) -> bool:
@@ -108,11 +109,18 @@ def transition(job: Job, new_state: JobState, *, now: float, error: JobError | N
         raise IllegalTransition(f"job {job.id}: {job.state.name} -> {new_state.name} is not allowed")
     progress = job.progress
     if new_state is JobState.RUNNING:
-        progress = dataclasses.replace(progress, stage=Stage.DISCOVERING if progress.stage is Stage.QUEUED else progress.stage)
+        progress = dataclasses.replace(
+            progress, stage=Stage.DISCOVERING if progress.stage is Stage.QUEUED else progress.stage
+        )
     elif new_state.terminal:
         fraction = 1.0 if new_state is JobState.SUCCEEDED else progress.fraction
         progress = dataclasses.replace(
-            progress, fraction=fraction, stage=Stage.DONE, current_item="", rate=0.0 if new_state is not JobState.SUCCEEDED else progress.rate, eta_s=None
+            progress,
+            fraction=fraction,
+            stage=Stage.DONE,
+            current_item="",
+            rate=0.0 if new_state is not JobState.SUCCEEDED else progress.rate,
+            eta_s=None,
         )
     return dataclasses.replace(
         job,
@@ -123,4 +131,25 @@ def transition(job: Job, new_state: JobState, *, now: float, error: JobError | N
         start_time=now if new_state is JobState.RUNNING else job.start_time,
         finish_time=now if new_state.terminal else job.finish_time,
         error=error if error is not None else job.error,
+    )
+
+
+def requeue_interrupted(job: Job, *, now: float, crashed: bool) -> Job:
+    """RUNNING -> PENDING for a job whose run the server itself interrupted (shutdown or crash), so it runs again.
+
+    This is the one way back from RUNNING, kept out of `transition` so no client-driven path can take it. Scans
+    are idempotent, so running an interrupted job again from the start is safe. `crashed` counts the interruption
+    toward the engine's limit on crash-loops. The fraction is kept so progress never goes backwards; the counts
+    belong to the interrupted run and restart from zero.
+    """
+    if job.state is not JobState.RUNNING:
+        raise IllegalTransition(f"job {job.id}: only a RUNNING job can be re-queued, not {job.state.name}")
+    return dataclasses.replace(
+        job,
+        state=JobState.PENDING,
+        seq=job.seq + 1,
+        update_time=now,
+        progress=Progress(fraction=job.progress.fraction, stage=Stage.QUEUED),
+        start_time=None,
+        recoveries=job.recoveries + 1 if crashed else job.recoveries,
     )

@@ -1,0 +1,47 @@
+"""Opaque page tokens for keyset pagination.
+
+A token is URL-safe base64 of a small JSON object holding the position after the last item served and a
+fingerprint of the filters it was issued for, so that reusing it with other filters is rejected instead of silently
+skipping or repeating items. Tokens are not secret (they only name a position), so no signature is needed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from typing import Any
+
+from reelscan.service.errors import InvalidArgument
+
+_VERSION = 1
+
+
+def fingerprint(filters: Any) -> str:
+    """A short stable hash of JSON-serialisable filters; callers normalise them first (e.g. sort lists)."""
+    canonical = json.dumps(filters, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def encode(position: list[Any], filters_fingerprint: str) -> str:
+    raw = json.dumps({"v": _VERSION, "p": position, "f": filters_fingerprint}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode(token: str, filters_fingerprint: str) -> list[Any]:
+    """Returns the position stored in `token`; InvalidArgument if it is malformed or was issued for other filters."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw)
+    except (binascii.Error, ValueError) as error:
+        raise InvalidArgument("page_token is malformed", field="page_token") from error
+    if not isinstance(data, dict) or data.get("v") != _VERSION or not isinstance(data.get("p"), list):
+        raise InvalidArgument("page_token is malformed", field="page_token")
+    if data.get("f") != filters_fingerprint:
+        raise InvalidArgument(
+            "page_token was issued for different filters; repeat the request's filters or start over",
+            field="page_token",
+        )
+    position: list[Any] = data["p"]
+    return position
