@@ -2,8 +2,38 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib import metadata
+
+from reelscan.client.commands import jobs, scan, videos
+from reelscan.client.commands.common import EXIT_INTERRUPTED, EXIT_USAGE, UsageError, report_error
+from reelscan.client.errors import ReelscanError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reelscan",
+        description="Scan directories of video files into a media library, and query it. `reelscan serve` runs "
+        "the server; every other command talks to one (--server HOST:PORT or REELSCAN_SERVER, default "
+        "127.0.0.1:50051).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # Only listed here for --help: main() hands `serve` to the server's own parser before this one runs.
+    commands.add_parser("serve", help="run the server (see `reelscan serve --help`)", add_help=False)
+    scan.add_parser(commands)
+    jobs.add_parser(commands)
+    videos.add_parser(commands)
+    return parser
+
+
+def _version() -> str:
+    try:
+        return metadata.version("reelscan")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -12,8 +42,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         from reelscan.service.main import main as serve_main
 
         return serve_main(args[1:])
-    print("usage: reelscan serve [--help]", file=sys.stderr)
-    return 2
+    parser = build_parser()
+    ns = parser.parse_args(args)  # exits 2 on a usage error
+    handler: Callable[[argparse.Namespace], int] = ns.handler
+    try:
+        return handler(ns)
+    except UsageError as error:
+        parser.error(str(error))
+    except ReelscanError as error:
+        return report_error(error, ns.server)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `reelscan videos list | head`: the reader left; not an error worth a traceback.
+        sys.stderr.close()
+        return 0
+    return EXIT_USAGE  # unreachable: parser.error exits
 
 
 if __name__ == "__main__":

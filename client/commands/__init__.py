@@ -1,0 +1,1 @@
+"""The client subcommands of `reelscan`; each module adds its parsers and handlers (handler(ns) -> exit code)."""

@@ -1,0 +1,186 @@
+"""`reelscan jobs list|get|watch|cancel|delete`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Iterator
+
+from reelscan.client import format as fmt
+from reelscan.client.commands.common import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    Output,
+    add_connection_arguments,
+    add_json_argument,
+    async_client,
+    exit_code_for,
+    positive_float,
+    positive_int,
+    sync_client,
+)
+from reelscan.client.commands.follow import add_progress_arguments, follow, job_title, report_outcome
+from reelscan.client.rpc import is_terminal
+from reelscan.v1 import job_pb2
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    jobs = subparsers.add_parser("jobs", help="list, inspect, watch, cancel and delete jobs")
+    commands = jobs.add_subparsers(dest="jobs_command", metavar="COMMAND", required=True)
+
+    p = commands.add_parser("list", help="list jobs, newest first")
+    p.add_argument(
+        "--state",
+        action="append",
+        type=_state,
+        metavar="STATE",
+        help=f"only jobs in this state (repeatable): {', '.join(fmt.STATE_CHOICES)}",
+    )
+    p.add_argument("--limit", type=positive_int, default=20, help="show at most N jobs, 0 for all [default 20]")
+    _common(p, run_list)
+
+    p = commands.add_parser("get", help="show one job")
+    p.add_argument("job_id", metavar="JOB_ID")
+    _common(p, run_get)
+
+    p = commands.add_parser(
+        "watch",
+        help="follow a job's live progress until it ends",
+        description="Exit code: 0 succeeded, 1 failed, 3 cancelled, 4 timed out. Ctrl-C stops watching (the job "
+        "goes on).",
+    )
+    p.add_argument("job_id", metavar="JOB_ID")
+    add_progress_arguments(p)
+    _common(p, run_watch)
+
+    p = commands.add_parser(
+        "cancel",
+        help="cancel a job and wait until it has stopped",
+        description="Exits 0 once the job is CANCELLED; 1 if it had already finished otherwise.",
+    )
+    p.add_argument("job_id", metavar="JOB_ID")
+    p.add_argument("--no-wait", action="store_true", help="return once the server accepted the request")
+    p.add_argument(
+        "--wait-timeout", metavar="S", type=positive_float, default=60.0, help="wait at most S seconds [default 60]"
+    )
+    _common(p, run_cancel)
+
+    p = commands.add_parser("delete", help="delete a finished job and its scan errors")
+    p.add_argument("job_id", metavar="JOB_ID")
+    _common(p, run_delete)
+
+
+def _common(parser: argparse.ArgumentParser, handler: object) -> None:
+    add_json_argument(parser)
+    add_connection_arguments(parser)
+    parser.set_defaults(handler=handler)
+
+
+def _state(text: str) -> job_pb2.JobState:
+    try:
+        return fmt.parse_state(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"unknown state {text!r}; choose from {', '.join(fmt.STATE_CHOICES)}"
+        ) from None
+
+
+def _row(job: job_pb2.Job) -> list[str]:
+    elapsed = fmt.job_elapsed(job)
+    return [
+        job.id,
+        fmt.state_label(job.state),
+        f"{job.progress * 100:.0f}%",
+        job.create_time.ToDatetime().astimezone().strftime("%Y-%m-%d %H:%M:%S"),
+        fmt.short_duration(elapsed) if elapsed is not None else "-",
+        job.scan.path if job.HasField("scan") else "-",
+        f"{job.result.discovered} found, {job.result.failed} failed",
+    ]
+
+
+def run_list(ns: argparse.Namespace) -> int:
+    out = Output(json_mode=ns.json)
+    with sync_client(ns) as client:
+        jobs: Iterator[job_pb2.Job] = client.list_jobs(states=ns.state, limit=ns.limit or None)
+        if ns.json:
+            for job in jobs:
+                out.json(job)
+        else:
+            headers = ("ID", "STATE", "PROGRESS", "CREATED", "TOOK", "PATH", "RESULT")
+            out.table(headers, (_row(job) for job in jobs))
+    return EXIT_OK
+
+
+def describe(job: job_pb2.Job) -> list[tuple[str, str]]:
+    elapsed = fmt.job_elapsed(job)
+    detail = job.progress_detail
+    pairs = [
+        ("id", job.id),
+        ("what", job_title(job)),
+        ("state", fmt.state_label(job.state) + (" (cancel requested)" if job.cancel_requested else "")),
+        ("progress", f"{job.progress * 100:.1f}%"),
+        ("stage", fmt.stage_label(detail.stage)),
+        ("items", f"{detail.items_done}/{detail.items_total}" if detail.items_total else str(detail.items_done)),
+        ("created", job.create_time.ToDatetime().astimezone().isoformat(timespec="seconds")),
+        ("took" if is_terminal(job.state) else "running for", fmt.short_duration(elapsed) if elapsed else "-"),
+        ("result", fmt.result_summary(job.result)),
+    ]
+    if job.HasField("scan"):
+        pairs.append(("options", f"recursive={job.scan.recursive} force={job.scan.force}"))
+    if job.HasField("error") and job.error.message:
+        pairs.append(("error", job.error.message))
+    return pairs
+
+
+def run_get(ns: argparse.Namespace) -> int:
+    out = Output(json_mode=ns.json)
+    with sync_client(ns) as client:
+        job = client.get_job(ns.job_id)
+    if ns.json:
+        out.json(job)
+    else:
+        out.fields(describe(job))
+    return EXIT_OK
+
+
+def run_watch(ns: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_watch(ns))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+async def _watch(ns: argparse.Namespace) -> int:
+    out = Output(json_mode=ns.json)
+    async with async_client(ns) as client:
+        final = await follow(client, ns.job_id, out, interval=ns.progress_interval)
+        await report_outcome(client, final, out)
+    return exit_code_for(final.state)
+
+
+def run_cancel(ns: argparse.Namespace) -> int:
+    out = Output(json_mode=ns.json)
+    with sync_client(ns) as client:
+        job = client.cancel_job(ns.job_id)
+        if not ns.no_wait and not is_terminal(job.state):
+            job = client.wait_job(ns.job_id, timeout=ns.wait_timeout)
+    if ns.json:
+        out.json(job)
+    elif is_terminal(job.state):
+        out.line(f"job {job.id} {fmt.state_label(job.state)}")
+    else:
+        out.line(f"job {job.id}: cancel requested, still {fmt.state_label(job.state)}")
+    if job.state == job_pb2.JOB_STATE_CANCELLED or (ns.no_wait and not is_terminal(job.state)):
+        return EXIT_OK
+    return exit_code_for(job.state)
+
+
+def run_delete(ns: argparse.Namespace) -> int:
+    out = Output(json_mode=ns.json)
+    with sync_client(ns) as client:
+        client.delete_job(ns.job_id)
+    if ns.json:
+        out.json({"deleted": ns.job_id})
+    else:
+        out.line(f"deleted job {ns.job_id}")
+    return EXIT_OK

@@ -1,0 +1,90 @@
+"""`reelscan scan PATH`: start a scan and follow it with a live progress bar; Ctrl-C cancels it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+
+from reelscan.client import format as fmt
+from reelscan.client.commands.common import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    Output,
+    add_connection_arguments,
+    add_json_argument,
+    async_client,
+    exit_code_for,
+    positive_float,
+)
+from reelscan.client.commands.follow import CancelOnInterrupt, add_progress_arguments, follow, report_outcome
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "scan",
+        help="scan a directory into the library, with live progress",
+        description=(
+            "Start a scan of PATH (a directory on the server's machine; a relative path is made absolute here) and "
+            "follow it with a live progress bar, then print the result and the scan errors. Ctrl-C cancels the "
+            "job on the server and waits for it to end CANCELLED. Exit codes: 0 succeeded, 1 failed (or the "
+            "server refused), 2 usage error, 3 cancelled, 4 timed out."
+        ),
+    )
+    parser.add_argument("path", metavar="PATH", help="directory to scan")
+    parser.add_argument("--no-recursive", action="store_true", help="scan only PATH itself, not sub-directories")
+    parser.add_argument("--force", action="store_true", help="probe every file again, even unchanged ones")
+    parser.add_argument(
+        "--extensions", metavar="LIST", help="comma-separated file extensions to scan [default: the server's list]"
+    )
+    parser.add_argument("--follow-symlinks", action="store_true", help="follow symbolic links (within allowed roots)")
+    parser.add_argument(
+        "--timeout", metavar="S", type=positive_float, help="the job's time limit in seconds [default: the server's]"
+    )
+    parser.add_argument(
+        "--detach", action="store_true", help="print the job id (or the job, with --json) and return at once"
+    )
+    add_json_argument(parser)
+    add_progress_arguments(parser)
+    add_connection_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(ns: argparse.Namespace) -> int:
+    ns.path = os.path.abspath(os.path.expanduser(ns.path))
+    try:
+        return asyncio.run(_scan(ns))
+    except asyncio.CancelledError:  # a second Ctrl-C: stop waiting for the cancel to land
+        return EXIT_INTERRUPTED
+
+
+async def _scan(ns: argparse.Namespace) -> int:
+    out = Output(json_mode=ns.json)
+    path: str = ns.path
+    extensions = [e.strip() for e in ns.extensions.split(",") if e.strip()] if ns.extensions else None
+    async with async_client(ns) as client:
+        # Installed before StartScan so a Ctrl-C during it still cancels the job once we know its id.
+        with CancelOnInterrupt() as interrupt:
+            started = await client.start_scan(
+                path,
+                recursive=not ns.no_recursive,
+                force=ns.force,
+                extensions=extensions,
+                follow_symlinks=ns.follow_symlinks,
+                timeout=ns.timeout,
+            )
+            job = started.job
+            if ns.detach:
+                if ns.json:
+                    out.json({"event": "started", "job": fmt.to_dict(started.job), "existing": started.existing})
+                else:
+                    out.line(job.id)
+                return EXIT_OK
+            if not ns.json:
+                again = " (a scan of it was already running: following that one)" if started.existing else ""
+                out.line(f"Scanning {job.scan.path or path} as job {job.id}{again}")
+            else:
+                out.json({"event": "started", "job": fmt.to_dict(started.job), "existing": started.existing})
+            final = await follow(client, job.id, out, interval=ns.progress_interval, interrupt=interrupt)
+        await report_outcome(client, final, out)
+        return exit_code_for(final.state)
