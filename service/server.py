@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
 from reelscan.service.api.auth import BearerTokenInterceptor, load_token
 from reelscan.service.api.job_servicer import JobServicer
 from reelscan.service.api.library_servicer import LibraryServicer

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from reelscan.v1 import job_service_pb2_grpc, library_pb2_grpc, scan_service_pb2_grpc
 
+from reelscan.v1 import job_service_pb2_grpc, library_pb2_grpc, scan_service_pb2_grpc
 from tests.helpers.server import ServerProcess
 
 

@@ -13,8 +13,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
-from reelscan.v1 import job_service_pb2, library_pb2, scan_service_pb2
 
+from reelscan.v1 import job_service_pb2, library_pb2, scan_service_pb2
 from tests.helpers.server import ServerProcess
 
 OUR_SERVICES = {"reelscan.v1.ScanService", "reelscan.v1.JobService", "reelscan.v1.LibraryService"}
