@@ -6,7 +6,7 @@ import asyncio
 import datetime
 import inspect
 import os
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
@@ -259,7 +259,7 @@ class AsyncReelscanClient:
 
     async def watch_job(
         self, job_id: str, *, on_disconnect: DisconnectCallback | None = None
-    ) -> AsyncIterator[job_pb2.JobUpdate]:
+    ) -> AsyncGenerator[job_pb2.JobUpdate, None]:
         """Yields the job's updates, starting with its current snapshot, until (and including) the terminal one.
 
         A lost connection (UNAVAILABLE, or the stream ending before the terminal state, as a server shutting

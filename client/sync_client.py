@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
@@ -236,7 +236,9 @@ class ReelscanClient:
             if response.done or (deadline is not None and time.monotonic() >= deadline):
                 return response.job
 
-    def watch_job(self, job_id: str, *, on_disconnect: DisconnectCallback | None = None) -> Iterator[job_pb2.JobUpdate]:
+    def watch_job(
+        self, job_id: str, *, on_disconnect: DisconnectCallback | None = None
+    ) -> Generator[job_pb2.JobUpdate, None, None]:
         """Yields the job's updates until (and including) the terminal one, resuming after lost connections;
         see AsyncReelscanClient.watch_job. Close the iterator (or break out of the loop) to stop watching."""
         cursor = WatchCursor()
