@@ -1,0 +1,160 @@
+"""LibraryService: ListVideos, GetVideo, ListScanErrors over the library store."""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+import grpc
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from reelscan.service.api.scan_servicer import unavailable_while_closing
+from reelscan.service.errors import InvalidArgument
+from reelscan.service.jobs.engine import JobEngine
+from reelscan.service.scan.library_store import LibraryStore, ScanErrorRecord, Video, VideoFilter
+from reelscan.v1 import library_pb2, library_pb2_grpc
+
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+
+MAX_QUERY_CHARS = 1024
+MAX_PATH_CHARS = 4096
+MAX_ID_CHARS = 128
+
+
+def _timestamp_ns(ns: int) -> timestamp_pb2.Timestamp | None:
+    ts = timestamp_pb2.Timestamp()
+    try:
+        ts.FromNanoseconds(ns)
+        ts.ToDatetime()  # raises for times outside 0001..9999, which Timestamp cannot carry
+    except (ValueError, OverflowError):
+        return None
+    return ts
+
+
+def video_to_proto(video: Video) -> library_pb2.Video:
+    message = library_pb2.Video(
+        id=video.id,
+        path=video.path,
+        file_name=video.file_name,
+        container_format=video.container_format,
+        size_bytes=video.size,
+        bit_rate=video.bit_rate,
+        audio=[
+            library_pb2.AudioStream(codec=a.codec, channels=a.channels, sample_rate=a.sample_rate, language=a.language)
+            for a in video.audio
+        ],
+        subtitle_count=video.subtitle_count,
+        subtitle_languages=list(video.subtitle_languages),
+        missing=video.missing,
+    )
+    for field, ns in (
+        ("mtime", video.mtime_ns),
+        ("probe_time", round(video.probe_time * 1e9)),
+        ("create_time", round(video.create_time * 1e9)),
+        ("creation_time", None if video.creation_time_us is None else video.creation_time_us * 1000),
+    ):
+        ts = None if ns is None else _timestamp_ns(ns)
+        if ts is not None:
+            getattr(message, field).CopyFrom(ts)
+    if video.duration_us is not None:
+        message.duration.CopyFrom(
+            duration_pb2.Duration(seconds=video.duration_us // 1_000_000, nanos=video.duration_us % 1_000_000 * 1000)
+        )
+    v = video.video
+    if v is not None:
+        message.video.CopyFrom(
+            library_pb2.VideoStream(
+                codec=v.codec,
+                profile=v.profile,
+                width=v.width,
+                height=v.height,
+                frame_rate=v.frame_rate,
+                pixel_format=v.pixel_format,
+                bit_depth=v.bit_depth,
+                rotation=v.rotation,
+                color_transfer=v.color_transfer,
+                color_primaries=v.color_primaries,
+                hdr=v.hdr,
+            )
+        )
+    return message
+
+
+def scan_error_to_proto(error: ScanErrorRecord) -> library_pb2.ScanError:
+    message = library_pb2.ScanError(job_id=error.job_id, path=error.path, kind=int(error.kind), reason=error.reason)  # type: ignore[arg-type]
+    ts = _timestamp_ns(round(error.create_time * 1e9))
+    if ts is not None:
+        message.create_time.CopyFrom(ts)
+    return message
+
+
+def _duration_us(request: Any, field: str) -> int | None:
+    if not request.HasField(field):
+        return None
+    duration: duration_pb2.Duration = getattr(request, field)
+    if duration.seconds < 0 or duration.nanos < 0:
+        raise InvalidArgument(f"{field} must not be negative", field=field)
+    return int(duration.ToMicroseconds())
+
+
+def video_filter(request: library_pb2.ListVideosRequest) -> VideoFilter:
+    if len(request.query) > MAX_QUERY_CHARS:
+        raise InvalidArgument(f"query is longer than {MAX_QUERY_CHARS} characters", field="query")
+    if len(request.path_prefix) > MAX_PATH_CHARS:
+        raise InvalidArgument(f"path_prefix is longer than {MAX_PATH_CHARS} characters", field="path_prefix")
+    if request.min_height < 0:
+        raise InvalidArgument(f"min_height must not be negative, got {request.min_height}", field="min_height")
+    min_us = _duration_us(request, "min_duration")
+    max_us = _duration_us(request, "max_duration")
+    if min_us is not None and max_us is not None and min_us > max_us:
+        raise InvalidArgument("min_duration is longer than max_duration", field="min_duration")
+    return VideoFilter(
+        path_prefix=request.path_prefix,
+        video_codec=request.video_codec.strip(),
+        min_duration_us=min_us,
+        max_duration_us=max_us,
+        min_height=request.min_height,
+        query=request.query,
+        include_missing=request.include_missing,
+    )
+
+
+class LibraryServicer(library_pb2_grpc.LibraryServiceServicer):
+    def __init__(self, library: LibraryStore, engine: JobEngine) -> None:
+        self._library = library
+        self._engine = engine
+
+    async def ListVideos(
+        self, request: library_pb2.ListVideosRequest, context: Context
+    ) -> library_pb2.ListVideosResponse:
+        videos, next_token = await self._library.list_videos(
+            video_filter(request), request.page_size, request.page_token
+        )
+        return library_pb2.ListVideosResponse(videos=[video_to_proto(v) for v in videos], next_page_token=next_token)
+
+    async def GetVideo(self, request: library_pb2.GetVideoRequest, context: Context) -> library_pb2.GetVideoResponse:
+        which = request.WhichOneof("video")
+        if which == "id":
+            if not request.id or len(request.id) > MAX_ID_CHARS:
+                raise InvalidArgument("id must be 1 to 128 characters", field="id")
+            video = await self._library.get_video(video_id=request.id)
+        elif which == "path":
+            if not request.path or len(request.path) > MAX_PATH_CHARS:
+                raise InvalidArgument(f"path must be 1 to {MAX_PATH_CHARS} characters", field="path")
+            video = await self._library.get_video(path=request.path)
+        else:
+            raise InvalidArgument("set either id or path", field="video")
+        return library_pb2.GetVideoResponse(video=video_to_proto(video))
+
+    async def ListScanErrors(
+        self, request: library_pb2.ListScanErrorsRequest, context: Context
+    ) -> library_pb2.ListScanErrorsResponse:
+        if not request.job_id:
+            raise InvalidArgument("job_id is required", field="job_id")
+        if len(request.job_id) > MAX_ID_CHARS:
+            raise InvalidArgument(f"job_id is longer than {MAX_ID_CHARS} characters", field="job_id")
+        async with unavailable_while_closing(context):
+            await self._engine.get(request.job_id)  # NOT_FOUND for an unknown (or deleted) job
+        errors, next_token = await self._library.list_scan_errors(request.job_id, request.page_size, request.page_token)
+        return library_pb2.ListScanErrorsResponse(
+            errors=[scan_error_to_proto(e) for e in errors], next_page_token=next_token
+        )

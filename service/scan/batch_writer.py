@@ -1,0 +1,82 @@
+"""Collects a scan's library writes and commits them in batches: one transaction per `max_rows` rows or per
+`max_delay_s`, whichever comes first, from a task of its own.
+
+Its own task, so that probing never waits for SQLite, and so that cancelling the scan (CancelJob, timeout) does not
+cancel a transaction half-way: the scan's `finally` awaits `close()` under asyncio.shield and what was probed is
+kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from reelscan.service.scan.library_store import LibraryStore, ProbedFile, ScanErrorRecord
+
+
+class BatchWriter:
+    def __init__(self, library: LibraryStore, max_rows: int = 200, max_delay_s: float = 0.1) -> None:
+        self._library = library
+        self._max_rows = max_rows
+        self._max_delay_s = max_delay_s
+        self._probed: list[ProbedFile] = []
+        self._errors: list[ScanErrorRecord] = []
+        self._unmissing: list[str] = []
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._failure: BaseException | None = None
+
+    @property
+    def _pending(self) -> int:
+        return len(self._probed) + len(self._errors) + len(self._unmissing)
+
+    def add_probed(self, row: ProbedFile) -> None:
+        self._probed.append(row)
+        self._added()
+
+    def add_error(self, error: ScanErrorRecord) -> None:
+        self._errors.append(error)
+        self._added()
+
+    def add_unmissing(self, path: str) -> None:
+        self._unmissing.append(path)
+        self._added()
+
+    def _added(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+        if self._pending >= self._max_rows:
+            self._start_flush()
+        elif self._timer is None and (self._task is None or self._task.done()):
+            self._timer = asyncio.get_running_loop().call_later(self._max_delay_s, self._start_flush)
+
+    def _start_flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._drain(), name="reelscan-library-writer")
+
+    async def _drain(self) -> None:
+        # Rows added while a batch is being written go into the next batch of the same drain.
+        while self._pending and self._failure is None:
+            probed, errors, unmissing = self._probed, self._errors, self._unmissing
+            self._probed, self._errors, self._unmissing = [], [], []
+            try:
+                await self._library.write_batch(probed, errors, unmissing)
+            except Exception as error:
+                self._failure = error
+                return
+
+    async def close(self) -> None:
+        """Writes whatever is pending and waits for it; raises the first write failure, if any."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while True:
+            if self._task is not None:
+                await self._task
+            if not self._pending or self._failure is not None:
+                break
+            self._start_flush()
+        if self._failure is not None:
+            raise self._failure

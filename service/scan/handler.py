@@ -1,0 +1,210 @@
+"""The scan job: re-check the root, discover, probe what changed, store, mark what vanished.
+
+Stages, as watchers see them:
+- DISCOVERING: walking the tree; `done` counts files found, the total is unknown (progress holds).
+- PROBING: `done`/`total` over the files that need a probe (new, changed, or all with force); current_item is the
+  file just started. Unchanged files, failed ones included, are neither probed nor rewritten.
+- FINALIZING: the last batch is written and files gone from disk are marked missing.
+Result counts are published as they change, so a cancelled or timed-out scan keeps accurate partial counts.
+
+Counting (reelscan.v1.ScanResult): discovered = new + updated + unchanged + failed, plus files not reached when a
+scan is cut short. `failed` covers files that could not be read (walk) or probed; `probed` = new + updated + probe
+failures. Unreadable directories are scan errors too, but not files, so not in `failed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from reelscan.service.config import Settings
+from reelscan.service.errors import FailedPrecondition
+from reelscan.service.jobs.handler import JobContext
+from reelscan.service.jobs.model import Stage
+from reelscan.service.scan import paths
+from reelscan.service.scan.batch_writer import BatchWriter
+from reelscan.service.scan.library_store import (
+    KnownFile,
+    LibraryStore,
+    ProbedFile,
+    ScanErrorRecord,
+    db_path,
+)
+from reelscan.service.scan.media_info import MediaInfo, ProbeErrorKind, ProbeFailure
+from reelscan.service.scan.prober import Prober, ProberUnavailable
+from reelscan.service.scan.spec import ScanSpec
+from reelscan.service.scan.walker import extension_of, walk
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Todo:
+    fs_path: str  # as the file system knows it (may hold surrogate escapes)
+    path: str  # as the library stores it
+    size: int
+    mtime_ns: int
+    known: bool
+
+
+class ScanJobHandler:
+    """JobHandler for JobKind.SCAN."""
+
+    def __init__(self, library: LibraryStore, prober: Prober, settings: Settings) -> None:
+        self._library = library
+        self._prober = prober
+        self._settings = settings
+
+    async def run(self, ctx: JobContext) -> None:
+        spec = ScanSpec.from_mapping(ctx.spec)
+        root = await paths.revalidate_scan_root(spec.path, self._settings.allow_roots)
+        await _ScanRun(ctx, spec, str(root), self._library, self._prober, self._settings).execute()
+
+    async def on_recovered(self, job_id: str, spec: Mapping[str, Any]) -> None:
+        # Nothing to undo: every batch is one transaction, and scans are idempotent (a re-run finds the files the
+        # interrupted run stored as unchanged). Scan errors are unique per (job, path), so a re-run adds no
+        # duplicates.
+        return None
+
+    async def on_deleted(self, job_id: str) -> None:
+        await self._library.delete_scan_errors(job_id)
+
+
+class _ScanRun:
+    def __init__(
+        self, ctx: JobContext, spec: ScanSpec, root: str, library: LibraryStore, prober: Prober, settings: Settings
+    ) -> None:
+        self.ctx = ctx
+        self.spec = spec
+        self.root = root
+        self.library = library
+        self.prober = prober
+        self.settings = settings
+        self.writer = BatchWriter(library)
+        self.counts = dict.fromkeys(("discovered", "probed", "new", "updated", "unchanged", "missing", "failed"), 0)
+
+    def _publish(self) -> None:
+        self.ctx.set_result(self.counts)
+
+    def _error(self, path: str, kind: ProbeErrorKind, reason: str) -> None:
+        self.writer.add_error(ScanErrorRecord(self.ctx.job_id, path, kind, reason, time.time()))
+
+    async def execute(self) -> None:
+        self._publish()
+        try:
+            known = await self.library.load_known(self.root, self.spec.recursive)
+            todo, seen, unknown_dirs = await self._discover(known)
+            await self._probe(todo)
+            self.ctx.report(stage=Stage.FINALIZING)
+            await asyncio.shield(self.writer.close())
+            await self._mark_missing(known, seen, unknown_dirs)
+        finally:
+            # Cancelled or failed: keep what was probed (the writer's own task finishes the transaction).
+            await asyncio.shield(self.writer.close())
+            self._publish()
+
+    async def _discover(self, known: dict[str, KnownFile]) -> tuple[list[_Todo], set[str], list[str]]:
+        self.ctx.report(stage=Stage.DISCOVERING, done=0, total=0)
+        todo: list[_Todo] = []
+        seen: set[str] = set()
+        unknown_dirs: list[str] = []
+        counts = self.counts
+        force = self.spec.force
+        async for batch in walk(
+            self.root,
+            recursive=self.spec.recursive,
+            extensions=self.spec.extensions,
+            follow_symlinks=self.spec.follow_symlinks,
+            allow_roots=self.settings.allow_roots,
+        ):
+            for error in batch.errors:
+                path = db_path(error.path)
+                self._error(path, ProbeErrorKind.UNREADABLE, error.reason)
+                if error.is_dir:
+                    unknown_dirs.append(path)  # its files are unknown, not gone
+                else:
+                    seen.add(path)
+                    counts["discovered"] += 1
+                    counts["failed"] += 1
+            for fs_path, size, mtime_ns in batch.files:
+                path = db_path(fs_path)
+                seen.add(path)
+                counts["discovered"] += 1
+                old = known.get(path)
+                if old is not None and not force and old.size == size and old.mtime_ns == mtime_ns:
+                    counts["unchanged"] += 1
+                    if old.missing:
+                        self.writer.add_unmissing(path)  # back on disk as it was: no probe needed
+                else:
+                    todo.append(_Todo(fs_path, path, size, mtime_ns, old is not None))
+            self.ctx.report(done=counts["discovered"])
+            self._publish()
+        return todo, seen, unknown_dirs
+
+    async def _probe(self, todo: list[_Todo]) -> None:
+        self.ctx.report(stage=Stage.PROBING, done=0, total=len(todo))
+        items = iter(todo)
+        done = 0
+
+        async def lane() -> None:
+            nonlocal done
+            for item in items:  # lanes share one iterator: each file is taken by exactly one lane
+                self.ctx.report(current_item=item.path)
+                outcome = await self.prober.probe(item.fs_path)
+                self._store(item, outcome)
+                done += 1
+                self.ctx.report(done=done)
+                self._publish()
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(max(1, min(self.prober.concurrency, len(todo)))):
+                    group.create_task(lane())
+        except BaseExceptionGroup as group_error:
+            # Surface the cause itself (the job's error message), not "unhandled errors in a TaskGroup".
+            first = group_error.exceptions[0]
+            if isinstance(first, ProberUnavailable):
+                raise FailedPrecondition(f"cannot probe files: {first}") from first
+            raise first from group_error
+
+    def _store(self, item: _Todo, outcome: MediaInfo | ProbeFailure) -> None:
+        counts = self.counts
+        counts["probed"] += 1
+        if isinstance(outcome, MediaInfo):
+            self.writer.add_probed(ProbedFile(item.path, outcome.size, outcome.mtime_ns, outcome))
+            counts["updated" if item.known else "new"] += 1
+            return
+        # A failed probe is stored too, so the unchanged file is not probed again by the next scan.
+        self.writer.add_probed(ProbedFile(item.path, item.size, item.mtime_ns, None, outcome.reason))
+        self._error(item.path, outcome.kind, outcome.reason)
+        counts["failed"] += 1
+
+    async def _mark_missing(self, known: dict[str, KnownFile], seen: set[str], unknown_dirs: list[str]) -> None:
+        extensions = frozenset(self.spec.extensions)
+        hidden = tuple(d.rstrip("/") + "/" for d in unknown_dirs)
+        gone = [
+            (path, entry)
+            for path, entry in known.items()
+            if path not in seen
+            # Only what this scan could have found: its extensions, outside directories it could not read.
+            and extension_of(os.path.basename(path)) in extensions
+            and not (hidden and path.startswith(hidden))
+        ]
+        if not gone:
+            return
+        if not seen and any(not entry.missing for _, entry in gone):
+            # Nothing at all on disk where the library had files: far more likely an unmounted or emptied volume
+            # than every file deleted. Marking the whole library missing would be the wrong kind of loud.
+            log.warning(
+                "scan of %s found no files where the library has %d; not marking them missing (unmounted?)",
+                self.root,
+                len(gone),
+            )
+            return
+        self.counts["missing"] = len(gone)
+        await self.library.mark_missing(path for path, entry in gone if not entry.missing)

@@ -1,0 +1,218 @@
+"""Discovery: finding the video files under a root with os.scandir, in a thread, streamed back in batches.
+
+Rules:
+- Only names whose extension (case-insensitive) is in the scan's list count; other files are ignored.
+- Symbolic links are skipped unless `follow_symlinks`; when followed, a link whose target lies outside the
+  allowed roots is recorded as an error and not entered, and each directory is entered once (by (st_dev, st_ino)),
+  so link loops (and bind-mount loops) end.
+- A directory that cannot be listed, or a matching name that is not a regular file (a FIFO, a socket, a device) or
+  vanishes while being looked at, is recorded as a WalkError and the walk goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import threading
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reelscan.service.scan.paths import within_any
+
+# (path, size, mtime_ns): plain tuples, because a rescan of 100,000 files makes 100,000 of them.
+FoundFile = tuple[str, int, int]
+
+BATCH_SIZE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class WalkError:
+    path: str
+    reason: str
+    is_dir: bool  # a directory that could not be read: its subtree is unknown, not empty
+
+
+@dataclass(slots=True)
+class WalkBatch:
+    files: list[FoundFile] = field(default_factory=list)
+    errors: list[WalkError] = field(default_factory=list)
+
+
+def extension_of(name: str) -> str:
+    """Lower-case extension without the dot; "" for none (and for dot-files such as ".mp4")."""
+    dot = name.rfind(".")
+    return name[dot + 1 :].lower() if dot > 0 else ""
+
+
+class _Walk:
+    """The blocking walk; runs in a worker thread and hands batches to `emit`."""
+
+    def __init__(
+        self,
+        root: str,
+        recursive: bool,
+        extensions: Collection[str],
+        follow_symlinks: bool,
+        allow_roots: Sequence[Path],
+        emit: Callable[[WalkBatch | BaseException | None], None],
+        stop: threading.Event,
+        batch_size: int,
+    ) -> None:
+        self.root = root
+        self.recursive = recursive
+        self.extensions = frozenset(e.lower().lstrip(".") for e in extensions)
+        self.follow = follow_symlinks
+        self.allow_roots = allow_roots
+        self.emit = emit
+        self.stop = stop
+        self.batch_size = batch_size
+        self.batch = WalkBatch()
+        self.visited: set[tuple[int, int]] = set()
+
+    def run(self) -> None:
+        try:
+            self._walk()
+            if self.batch.files or self.batch.errors:
+                self.emit(self.batch)
+            self.emit(None)
+        except BaseException as error:  # hand anything unexpected to the consumer rather than lose it in a thread
+            self.emit(error)
+
+    def _flush_if_full(self) -> None:
+        if len(self.batch.files) + len(self.batch.errors) >= self.batch_size:
+            self.emit(self.batch)
+            self.batch = WalkBatch()
+
+    def _error(self, path: str, reason: str, is_dir: bool) -> None:
+        self.batch.errors.append(WalkError(path, reason, is_dir))
+        self._flush_if_full()
+
+    def _enter(self, path: str, st: os.stat_result) -> bool:
+        key = (st.st_dev, st.st_ino)
+        if key in self.visited:
+            return False
+        self.visited.add(key)
+        return True
+
+    def _walk(self) -> None:
+        try:
+            self._enter(self.root, os.stat(self.root))
+        except OSError as error:
+            self._error(self.root, f"cannot read directory: {error.strerror or error}", True)
+            return
+        stack = [self.root]
+        while stack and not self.stop.is_set():
+            directory = stack.pop()
+            try:
+                entries = os.scandir(directory)
+            except OSError as error:
+                self._error(directory, f"cannot read directory: {error.strerror or error}", True)
+                continue
+            with entries:
+                try:
+                    for entry in entries:
+                        self._visit(entry, stack)
+                except OSError as error:  # listing failed part-way (I/O error, directory removed)
+                    self._error(directory, f"cannot read directory: {error.strerror or error}", True)
+            if self.stop.is_set():
+                return
+
+    def _visit(self, entry: os.DirEntry[str], stack: list[str]) -> None:
+        try:
+            if entry.is_symlink():
+                if self.follow:
+                    self._visit_link(entry, stack)
+                return
+            if entry.is_dir(follow_symlinks=False):
+                if self.recursive and self._enter(entry.path, entry.stat(follow_symlinks=False)):
+                    stack.append(entry.path)
+                return
+            if extension_of(entry.name) not in self.extensions:
+                return
+            st = entry.stat(follow_symlinks=False)
+        except OSError as error:
+            self._error(entry.path, f"cannot stat: {error.strerror or error}", False)
+            return
+        self._add_file(entry.path, st)
+
+    def _visit_link(self, entry: os.DirEntry[str], stack: list[str]) -> None:
+        target = os.path.realpath(entry.path)
+        if not within_any(target, self.allow_roots):
+            if entry.is_dir() or extension_of(entry.name) in self.extensions:
+                self._error(entry.path, "symbolic link leads outside the allowed roots; not followed", False)
+            return
+        try:
+            st = os.stat(entry.path)
+        except OSError as error:
+            if extension_of(entry.name) in self.extensions:
+                self._error(entry.path, f"broken symbolic link: {error.strerror or error}", False)
+            return
+        if stat.S_ISDIR(st.st_mode):
+            if self.recursive and self._enter(entry.path, st):
+                stack.append(entry.path)
+            return
+        if extension_of(entry.name) in self.extensions:
+            self._add_file(entry.path, st)
+
+    def _add_file(self, path: str, st: os.stat_result) -> None:
+        if not stat.S_ISREG(st.st_mode):
+            # Opening a FIFO blocks until a writer comes; a device may never end. Not media files either way.
+            self._error(path, f"not a regular file ({_kind(st.st_mode)})", False)
+            return
+        self.batch.files.append((path, st.st_size, st.st_mtime_ns))
+        self._flush_if_full()
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "named pipe"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISDIR, "directory"),
+    ):
+        if test(mode):
+            return name
+    return "special file"
+
+
+async def walk(
+    root: str,
+    *,
+    recursive: bool = True,
+    extensions: Collection[str],
+    follow_symlinks: bool = False,
+    allow_roots: Sequence[Path] = (),
+    batch_size: int = BATCH_SIZE,
+) -> AsyncIterator[WalkBatch]:
+    """Yields batches of found files and errors as the walk (in a thread) produces them.
+
+    Closing the generator early (or cancelling its consumer) stops the thread at its next entry.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[WalkBatch | BaseException | None] = asyncio.Queue()
+    stop = threading.Event()
+
+    def emit(item: WalkBatch | BaseException | None) -> None:
+        if stop.is_set():
+            return
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            stop.set()
+
+    walker = _Walk(root, recursive, extensions, follow_symlinks, allow_roots, emit, stop, batch_size)
+    thread = threading.Thread(target=walker.run, name="reelscan-walk", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = await queue.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()

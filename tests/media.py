@@ -1,0 +1,259 @@
+"""Real, tiny video files for tests and benchmarks, encoded with PyAV (no system ffmpeg needed).
+
+Clips are small (default 64x48, 1 s at 25 fps, a few kB) so a session can make dozens in well under a second.
+Everything a prober reports is set explicitly here, so tests can assert that what was encoded is what is read:
+codec, resolution, frame rate, duration, pixel format (bit depth), display rotation, colour tags, audio codec/
+channels/sample rate/language, subtitle languages and the creation_time tag.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+# Encoder used for each codec name as FFmpeg's demuxers report it.
+VIDEO_ENCODERS = {"h264": "libx264", "vp9": "libvpx-vp9", "av1": "libsvtav1"}
+AUDIO_ENCODERS = {"aac": "aac", "opus": "libopus"}
+# Encoder options that keep encoding fast and deterministic on tiny frames.
+_VIDEO_OPTIONS = {
+    "libx264": {"preset": "ultrafast", "threads": "1"},
+    "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0", "threads": "1"},
+    "libsvtav1": {"preset": "12"},
+}
+_SUBTITLE_CODECS = {".mkv": "subrip", ".webm": "webvtt", ".mp4": "mov_text", ".mov": "mov_text", ".m4v": "mov_text"}
+
+# Transfer characteristics / primaries by FFmpeg name, as ints (ISO/IEC 23091-2 code points).
+TRC = {"bt709": 1, "smpte2084": 16, "arib-std-b67": 18}
+PRIMARIES = {"bt709": 1, "bt2020": 9}
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """What `make_clip` encoded, for tests to compare a probe against."""
+
+    path: Path
+    video_codec: str | None
+    width: int
+    height: int
+    fps: int
+    frames: int
+    pix_fmt: str
+    audio_codec: str | None
+    audio_rate: int
+    audio_channels: int
+    audio_language: str
+    rotation: int
+    subtitle_languages: tuple[str, ...] = field(default=())
+    creation_time: str | None = None
+    color_transfer: str = ""
+    color_primaries: str = ""
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.fps
+
+    @property
+    def bit_depth(self) -> int:
+        return 10 if "10" in self.pix_fmt else 8
+
+
+def make_clip(
+    path: Path | str,
+    *,
+    video_codec: str | None = "h264",
+    width: int = 64,
+    height: int = 48,
+    fps: int = 25,
+    duration_s: float = 1.0,
+    pix_fmt: str = "yuv420p",
+    audio_codec: str | None = "aac",
+    audio_rate: int = 48_000,
+    audio_channels: int = 2,
+    audio_language: str = "",
+    rotation: int = 0,
+    subtitle_languages: Sequence[str] = (),
+    creation_time: str | None = None,
+    color_transfer: str = "",
+    color_primaries: str = "",
+) -> ClipSpec:
+    """Encodes a clip at `path`; the container follows the file extension (.mp4, .mkv, .webm, .mov, ...).
+
+    `rotation` is the display rotation in degrees clockwise (as reelscan reports it), stored as a display matrix.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = max(1, round(duration_s * fps))
+    with av.open(str(path), "w") as out:
+        if creation_time is not None:
+            out.metadata["creation_time"] = creation_time
+        vstream = None
+        if video_codec is not None:
+            encoder = VIDEO_ENCODERS[video_codec]
+            vstream = out.add_stream(encoder, rate=fps, options=dict(_VIDEO_OPTIONS.get(encoder, {})))
+            vstream.width, vstream.height, vstream.pix_fmt = width, height, pix_fmt
+            vstream.codec_context.time_base = Fraction(1, fps)
+            if rotation % 360:
+                # PyAV's angle is counter-clockwise; reelscan (like the old `rotate` tag) reports clockwise.
+                vstream.set_display_rotation(-rotation % 360)
+            if color_transfer:
+                vstream.codec_context.color_trc = TRC[color_transfer]
+            if color_primaries:
+                vstream.codec_context.color_primaries = PRIMARIES[color_primaries]
+        astream = None
+        if audio_codec is not None:
+            astream = out.add_stream(AUDIO_ENCODERS[audio_codec], rate=audio_rate)
+            astream.layout = "stereo" if audio_channels == 2 else "mono"
+            if audio_language:
+                astream.metadata["language"] = audio_language
+        sub_streams = []
+        for lang in subtitle_languages:
+            sub = out.add_mux_stream(_SUBTITLE_CODECS[path.suffix.lower()])
+            sub.metadata["language"] = lang
+            sub.time_base = Fraction(1, 1000)
+            sub_streams.append(sub)
+
+        if vstream is not None:
+            _encode_video(out, vstream, frames)
+        if astream is not None:
+            _encode_audio(out, astream, frames / fps)
+        for sub in sub_streams:
+            _mux_subtitle(out, sub, path.suffix.lower())
+    return ClipSpec(
+        path=path,
+        video_codec=video_codec,
+        width=width,
+        height=height,
+        fps=fps,
+        frames=frames,
+        pix_fmt=pix_fmt,
+        audio_codec=audio_codec,
+        audio_rate=audio_rate,
+        audio_channels=audio_channels,
+        audio_language=audio_language,
+        rotation=rotation % 360,
+        subtitle_languages=tuple(subtitle_languages),
+        creation_time=creation_time,
+        color_transfer=color_transfer,
+        color_primaries=color_primaries,
+    )
+
+
+def _encode_video(out: av.container.OutputContainer, stream: av.VideoStream, frames: int) -> None:
+    for i in range(frames):
+        frame = av.VideoFrame(stream.width, stream.height, stream.pix_fmt)
+        for plane in frame.planes:
+            # A moving grey level, so encoders produce real (non-empty) frames.
+            plane.update(bytes([(i * 7) % 200 + 16]) * plane.buffer_size)
+        frame.pts = i
+        frame.time_base = Fraction(1, int(stream.codec_context.time_base.denominator))
+        out.mux(stream.encode(frame))
+    out.mux(stream.encode(None))
+
+
+def _encode_audio(out: av.container.OutputContainer, stream: av.AudioStream, seconds: float) -> None:
+    rate = stream.codec_context.sample_rate
+    frame_size = stream.codec_context.frame_size or 1024
+    total = int(seconds * rate)
+    fmt = stream.codec_context.format.name
+    pts = 0
+    while pts < total:
+        frame = av.AudioFrame(format=fmt, layout=stream.codec_context.layout.name, samples=frame_size)
+        for plane in frame.planes:
+            plane.update(bytes(plane.buffer_size))
+        frame.sample_rate = rate
+        frame.pts = pts
+        frame.time_base = Fraction(1, rate)
+        out.mux(stream.encode(frame))
+        pts += frame_size
+    out.mux(stream.encode(None))
+
+
+def _mux_subtitle(out: av.container.OutputContainer, stream: av.stream.Stream, suffix: str) -> None:
+    text = b"hello"
+    payload = len(text).to_bytes(2, "big") + text if suffix in (".mp4", ".mov", ".m4v") else text
+    packet = av.Packet(payload)
+    packet.stream = stream
+    packet.pts = packet.dts = 0
+    packet.duration = 500
+    packet.time_base = Fraction(1, 1000)
+    out.mux(packet)
+
+
+# --- broken files -----------------------------------------------------------------------------------------------
+
+
+def make_zero_byte(path: Path | str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    return path
+
+
+def make_random_bytes(path: Path | str, size: int = 4096, seed: int = 0) -> Path:
+    """Noise that no demuxer should accept (seeded, so it is the same noise every run)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(random.Random(seed).randbytes(size))
+    return path
+
+
+def make_truncated(path: Path | str, source: Path, keep: float = 0.02) -> Path:
+    """The first `keep` fraction of a valid clip: a header that promises data that is not there."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = source.read_bytes()
+    path.write_bytes(data[: max(16, int(len(data) * keep))])
+    return path
+
+
+def make_corrupt(path: Path | str, source: Path, seed: int = 0) -> Path:
+    """A valid clip's first 8 bytes followed by noise: it looks like a container but is not one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = source.read_bytes()
+    noise = random.Random(seed).randbytes(len(data) - 8)
+    path.write_bytes(data[:8] + noise)
+    return path
+
+
+def make_fifo(path: Path | str) -> Path:
+    """A named pipe: opening it for reading blocks until a writer appears (forever, in tests)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+    return path
+
+
+def copy_clip(source: Path, dest: Path | str) -> Path:
+    """A byte copy of a clip (much faster than encoding another) with its own mtime."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, dest)
+    return dest
+
+
+def available_video_codecs() -> set[str]:
+    """Codec names (h264, vp9, av1) whose encoder this PyAV build has."""
+    return {name for name, encoder in VIDEO_ENCODERS.items() if encoder in av.codecs_available}
+
+
+__all__ = [
+    "PRIMARIES",
+    "TRC",
+    "ClipSpec",
+    "available_video_codecs",
+    "copy_clip",
+    "make_clip",
+    "make_corrupt",
+    "make_fifo",
+    "make_random_bytes",
+    "make_truncated",
+    "make_zero_byte",
+]
