@@ -18,6 +18,9 @@ from pathlib import Path
 
 import av
 
+# SVT-AV1 prints a banner to stderr for every encoder it opens; 1 keeps errors only.
+os.environ.setdefault("SVT_LOG", "1")
+
 # Encoder used for each codec name as FFmpeg's demuxers report it.
 VIDEO_ENCODERS = {"h264": "libx264", "vp9": "libvpx-vp9", "av1": "libsvtav1"}
 AUDIO_ENCODERS = {"aac": "aac", "opus": "libopus"}

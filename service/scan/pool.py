@@ -289,6 +289,7 @@ class ProbePool:
     async def probe(self, path: str) -> MediaInfo | ProbeFailure:
         if not self._started:
             await self.start()
+        crashes = 0
         while True:
             worker = await self._acquire()
             try:
@@ -296,7 +297,13 @@ class ProbePool:
             except WorkerDied:
                 self._replace(worker)
                 continue  # the worker was already dead: not this file's fault, try another
-            return await self._await_reply(worker, future)
+            outcome = await self._await_reply(worker, future)
+            if isinstance(outcome, ProbeFailure) and outcome.kind is ProbeErrorKind.PROBE_CRASHED and crashes == 0:
+                # A worker can die just before it is handed a file (OOM killer, an operator's kill) without the
+                # pool having seen it yet. Blame the file only if it takes a second, fresh worker down too.
+                crashes += 1
+                continue
+            return outcome
 
     async def _await_reply(self, worker: _Worker, future: asyncio.Future[dict[str, Any]]) -> MediaInfo | ProbeFailure:
         try:
@@ -309,6 +316,8 @@ class ProbePool:
                 ProbeErrorKind.PROBE_TIMEOUT, f"probe did not finish within {self._timeout_s:g} s; worker killed"
             )
         except WorkerDied as error:
+            if self._closed:  # killed by close(), not by the file
+                raise ProberUnavailable("probe pool is closed") from error
             self._replace(worker)
             code = await worker.reap()
             return ProbeFailure(ProbeErrorKind.PROBE_CRASHED, f"probe worker died ({error}; {_describe_exit(code)})")
