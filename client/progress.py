@@ -65,7 +65,9 @@ class RichBar:
     def update(self, update: job_pb2.JobUpdate) -> None:
         detail = update.progress_detail
         discovering = detail.stage == job_pb2.JOB_STAGE_DISCOVERING and update.progress == 0
-        if detail.items_total:
+        if is_terminal(update.state):
+            items = f"{update.result.discovered} files"
+        elif detail.items_total:
             items = f"{detail.items_done}/{detail.items_total}"
         elif detail.items_done:
             items = f"{detail.items_done} found" if discovering else str(detail.items_done)

@@ -119,8 +119,13 @@ def describe(job: job_pb2.Job) -> list[tuple[str, str]]:
         ("what", job_title(job)),
         ("state", fmt.state_label(job.state) + (" (cancel requested)" if job.cancel_requested else "")),
         ("progress", f"{job.progress * 100:.1f}%"),
-        ("stage", fmt.stage_label(detail.stage)),
-        ("items", f"{detail.items_done}/{detail.items_total}" if detail.items_total else str(detail.items_done)),
+    ]
+    if not is_terminal(job.state):
+        items = f"{detail.items_done}/{detail.items_total}" if detail.items_total else str(detail.items_done)
+        pairs += [("stage", fmt.stage_label(detail.stage)), ("items", items)]
+        if detail.current_item:
+            pairs.append(("current", detail.current_item))
+    pairs += [
         ("created", job.create_time.ToDatetime().astimezone().isoformat(timespec="seconds")),
         ("took" if is_terminal(job.state) else "running for", fmt.short_duration(elapsed) if elapsed else "-"),
         ("result", fmt.result_summary(job.result)),

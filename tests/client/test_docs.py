@@ -99,7 +99,14 @@ def test_documented_commands_work(block: Block, doc_env: DocEnv) -> None:
     else:
         cmd = [sys.executable, "-c", code]
     result = subprocess.run(
-        cmd, cwd=doc_env.workdir, capture_output=True, text=True, timeout=120, env=cli_env(), check=False
+        cmd,
+        cwd=doc_env.workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        # Commands without --server use the default address, which stands for the test server's.
+        env=cli_env({"REELSCAN_SERVER": doc_env.server.address}),
+        check=False,
     )
     assert result.returncode == 0, f"docs/use-it.md line {block.line}:\n{code}\n--- stdout\n{result.stdout}\n" + (
         f"--- stderr\n{result.stderr}"

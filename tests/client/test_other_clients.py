@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,7 +24,8 @@ TERMINAL = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "J
 def json_documents(text: str) -> list[dict[str, Any]]:
     """grpcurl and buf curl print one pretty-printed JSON object per message, back to back."""
     decoder = json.JSONDecoder()
-    docs, i = [], 0
+    docs: list[dict[str, Any]] = []
+    i = 0
     while True:
         while i < len(text) and text[i].isspace():
             i += 1
@@ -40,9 +42,15 @@ def tool(name: str) -> str:
     return str(path)
 
 
+def field(message: dict[str, Any], name: str) -> Any:
+    """grpcurl prints the .proto field names (job_id), buf curl the JSON names (jobId)."""
+    camel = re.sub(r"_(\w)", lambda m: m.group(1).upper(), name)
+    return message[name] if name in message else message[camel]
+
+
 def check_watch_stream(updates: list[dict[str, Any]], job_id: str) -> None:
     assert updates, "no JobUpdate received"
-    assert all(u["jobId"] == job_id for u in updates)
+    assert all(field(u, "job_id") == job_id for u in updates)
     seqs = [int(u["seq"]) for u in updates]
     assert seqs == sorted(set(seqs))
     assert updates[-1]["state"] == "JOB_STATE_SUCCEEDED"
