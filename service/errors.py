@@ -34,3 +34,7 @@ class FailedPrecondition(ReelscanError):
 
 class ResourceExhausted(ReelscanError):
     """A limit was reached: queued jobs, watchers (RESOURCE_EXHAUSTED)."""
+
+
+class Unavailable(ReelscanError):
+    """The server cannot serve this now, e.g. while shutting down; clients should retry (UNAVAILABLE)."""
