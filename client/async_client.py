@@ -54,8 +54,8 @@ DisconnectCallback = Callable[[ReelscanError], object]
 class AsyncReelscanClient:
     """Talks to a reelscan server from asyncio code.
 
-    Create it inside a running event loop (grpc.aio binds the channel to the loop), preferably as
-    `async with AsyncReelscanClient("host:port") as client: ...`. Unary calls get the client's `timeout` as their
+    Use it as `async with AsyncReelscanClient("host:port") as client: ...` (or call `close()`); the channel is
+    opened on the first call, in the running event loop. Unary calls get the client's `timeout` as their
     deadline unless a call passes `rpc_timeout`; idempotent calls are retried on UNAVAILABLE per `retry`.
     Failures raise reelscan.client.errors.ReelscanError subclasses.
     """
@@ -79,18 +79,31 @@ class AsyncReelscanClient:
         self.retry = retry
         self.reconnect = reconnect
         self._owns_channel = channel is None
-        self._channel = aio_channel(self.options) if channel is None else channel
+        self._channel = channel
+        self._callables: dict[str, Any] = {}
+        self._watch: Any = None
+        if channel is not None:
+            self._bind(channel)
+
+    def _bind(self, channel: grpc.aio.Channel) -> None:
         self._callables = {
-            m.path: self._channel.unary_unary(
+            m.path: channel.unary_unary(
                 m.path, request_serializer=m.request.SerializeToString, response_deserializer=m.response.FromString
             )
             for m in UNARY_METHODS
         }
-        self._watch = self._channel.unary_stream(
+        self._watch = channel.unary_stream(
             WATCH_JOB.path,
             request_serializer=WATCH_JOB.request.SerializeToString,
             response_deserializer=WATCH_JOB.response.FromString,
         )
+
+    def _ensure_channel(self) -> None:
+        # grpc.aio ties a channel to the event loop it was made in, so it is made on first use, inside the loop
+        # that uses it: a client constructed before asyncio.run() then still works.
+        if self._channel is None:
+            self._channel = aio_channel(self.options)
+            self._bind(self._channel)
 
     async def __aenter__(self) -> AsyncReelscanClient:
         return self
@@ -102,14 +115,16 @@ class AsyncReelscanClient:
 
     async def close(self) -> None:
         """Closes the channel (unless it was passed in), cancelling calls still in flight."""
-        if self._owns_channel:
+        if self._owns_channel and self._channel is not None:
             await self._channel.close()
+            self._channel = None
 
     async def _call(self, method: Method[Req, Resp], request: Req, rpc_timeout: float | None = None) -> Resp:
         timeout = rpc_timeout if rpc_timeout is not None else self.options.timeout
         policy = self.retry if method.retryable else NO_RETRY
         backoff = policy.backoff()
         attempt = 1
+        self._ensure_channel()
         while True:
             try:
                 response = await self._callables[method.path](
@@ -272,6 +287,7 @@ class AsyncReelscanClient:
         loop = asyncio.get_running_loop()
         last_heard = loop.time()
         request = job_service_pb2.WatchJobRequest(job_id=job_id)
+        self._ensure_channel()
         while True:
             # No deadline: a watch lasts as long as the job. Keepalive notices a dead connection instead.
             call = self._watch(request, metadata=self.options.call_metadata())

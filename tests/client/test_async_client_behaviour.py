@@ -116,3 +116,15 @@ async def test_unary_calls_to_a_dead_server_retry_then_raise_unavailable() -> No
         with pytest.raises(UnavailableError) as raised:
             await client.get_job("j1")
     assert raised.value.method == "GetJob"
+
+
+def test_a_client_made_outside_the_event_loop_works_inside_it() -> None:
+    # grpc.aio binds a channel to the loop it is made in; the client defers that to its first call.
+    client = AsyncReelscanClient(f"127.0.0.1:{closed_port()}", retry=RetryPolicy(max_attempts=1))
+
+    async def use() -> None:
+        async with client:
+            with pytest.raises(UnavailableError):
+                await client.get_job("j1")
+
+    asyncio.run(use())
