@@ -40,6 +40,7 @@ from reelscan.client.rpc import (
     get_video_request,
     list_jobs_request,
     list_videos_request,
+    out_of_time,
     page_size_for,
     start_scan_request,
     wait_request,
@@ -258,17 +259,29 @@ class AsyncReelscanClient:
         """Waits up to `timeout` seconds (None: for ever) for the job to finish and returns it as it then is.
 
         Long waits are split into WaitJob calls of at most WAIT_CHUNK_S, each with a deadline just past its wait.
+        Like watch_job, it rides out a server restart (UNAVAILABLE) per the client's ReconnectPolicy.
         """
         if timeout is not None and timeout <= 0:
             return await self.get_job(job_id)
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
+        backoff = self.reconnect.backoff()
+        last_heard = loop.time()
         while True:
             chunk = WAIT_CHUNK_S if deadline is None else min(WAIT_CHUNK_S, max(deadline - loop.time(), 0.001))
-            # The call's deadline must outlast the server-side wait, or every long wait would end DEADLINE_EXCEEDED.
-            response = await self._call(
-                WAIT_JOB, wait_request(job_id, chunk), chunk + (self.options.timeout or DEFAULT_TIMEOUT_S)
-            )
+            try:
+                # The call's deadline must outlast the server-side wait, or every long wait would end
+                # DEADLINE_EXCEEDED.
+                response = await self._call(
+                    WAIT_JOB, wait_request(job_id, chunk), chunk + (self.options.timeout or DEFAULT_TIMEOUT_S)
+                )
+            except UnavailableError:
+                if out_of_time(loop.time(), last_heard, self.reconnect.give_up_after_s, deadline):
+                    raise
+                await asyncio.sleep(backoff.next())
+                continue
+            last_heard = loop.time()
+            backoff.reset()
             if response.done or (deadline is not None and loop.time() >= deadline):
                 return response.job
 
@@ -306,8 +319,7 @@ class AsyncReelscanClient:
                     raise error from None
             finally:
                 call.cancel()
-            give_up = self.reconnect.give_up_after_s
-            if give_up is not None and loop.time() - last_heard > give_up:
+            if out_of_time(loop.time(), last_heard, self.reconnect.give_up_after_s, None):
                 raise error
             if on_disconnect is not None:
                 on_disconnect(error)

@@ -136,6 +136,14 @@ class ReconnectPolicy:
 DEFAULT_RECONNECT = ReconnectPolicy()
 
 
+def out_of_time(now: float, last_heard: float, give_up_after_s: float | None, deadline: float | None) -> bool:
+    """Whether a long-lived call (watch, wait) should stop retrying: the server has been silent past the
+    reconnect budget, or the caller's own deadline has passed."""
+    if give_up_after_s is not None and now - last_heard > give_up_after_s:
+        return True
+    return deadline is not None and now >= deadline
+
+
 class WatchCursor:
     """Decides which JobUpdates of a (possibly reconnected) watch to deliver.
 

@@ -39,6 +39,7 @@ from reelscan.client.rpc import (
     get_video_request,
     list_jobs_request,
     list_videos_request,
+    out_of_time,
     page_size_for,
     start_scan_request,
     wait_request,
@@ -223,16 +224,28 @@ class ReelscanClient:
         self._call(DELETE_JOB, job_service_pb2.DeleteJobRequest(job_id=job_id), rpc_timeout)
 
     def wait_job(self, job_id: str, *, timeout: float | None = None) -> job_pb2.Job:
-        """Waits up to `timeout` seconds (None: for ever) for the job to finish and returns it as it then is."""
+        """Waits up to `timeout` seconds (None: for ever) for the job to finish and returns it as it then is;
+        rides out a server restart per the ReconnectPolicy (see AsyncReelscanClient.wait_job)."""
         if timeout is not None and timeout <= 0:
             return self.get_job(job_id)
         deadline = None if timeout is None else time.monotonic() + timeout
+        backoff = self.reconnect.backoff()
+        last_heard = time.monotonic()
         while True:
             chunk = WAIT_CHUNK_S if deadline is None else min(WAIT_CHUNK_S, max(deadline - time.monotonic(), 0.001))
-            # The call's deadline must outlast the server-side wait, or every long wait would end DEADLINE_EXCEEDED.
-            response = self._call(
-                WAIT_JOB, wait_request(job_id, chunk), chunk + (self.options.timeout or DEFAULT_TIMEOUT_S)
-            )
+            try:
+                # The call's deadline must outlast the server-side wait, or every long wait would end
+                # DEADLINE_EXCEEDED.
+                response = self._call(
+                    WAIT_JOB, wait_request(job_id, chunk), chunk + (self.options.timeout or DEFAULT_TIMEOUT_S)
+                )
+            except UnavailableError:
+                if out_of_time(time.monotonic(), last_heard, self.reconnect.give_up_after_s, deadline):
+                    raise
+                self._sleep(backoff.next())
+                continue
+            last_heard = time.monotonic()
+            backoff.reset()
             if response.done or (deadline is not None and time.monotonic() >= deadline):
                 return response.job
 
@@ -262,8 +275,7 @@ class ReelscanClient:
                     raise error from None
             finally:
                 call.cancel()
-            give_up = self.reconnect.give_up_after_s
-            if give_up is not None and time.monotonic() - last_heard > give_up:
+            if out_of_time(time.monotonic(), last_heard, self.reconnect.give_up_after_s, None):
                 raise error
             if on_disconnect is not None:
                 on_disconnect(error)

@@ -293,3 +293,25 @@ def test_watch_gives_up_when_the_server_stays_away() -> None:
             result.result(5)
     finally:
         s.close()
+
+
+def test_wait_job_rides_out_a_restart_longer_than_the_retry_budget(scripted: Scripted) -> None:
+    result = scripted.call(lambda: scripted.client.wait_job("j1", timeout=600))
+    # More UNAVAILABLE answers than one call's retries: the wait goes on per the reconnect policy.
+    for _ in range(RetryPolicy().max_attempts + 2):
+        _, request, rpc = scripted.take(JOBS, "WaitJob")
+        rpc.terminate(None, (), grpc.StatusCode.UNAVAILABLE, "server restarting")
+    assert request.job_id == "j1" and 0 < request.timeout.seconds <= 60
+    _, _, rpc = scripted.take(JOBS, "WaitJob")
+    done = job(state=job_pb2.JOB_STATE_SUCCEEDED)
+    rpc.terminate(job_service_pb2.WaitJobResponse(job=done, done=True), (), grpc.StatusCode.OK, "")
+    assert result.result(5).state == job_pb2.JOB_STATE_SUCCEEDED
+
+
+def test_wait_job_returns_the_unfinished_job_when_its_timeout_passes(scripted: Scripted) -> None:
+    result = scripted.call(lambda: scripted.client.wait_job("j1", timeout=0.05))
+    _, request, rpc = scripted.take(JOBS, "WaitJob")
+    assert request.timeout.ToNanoseconds() <= 50_000_000
+    time.sleep(0.06)
+    rpc.terminate(job_service_pb2.WaitJobResponse(job=job(), done=False), (), grpc.StatusCode.OK, "")
+    assert result.result(5).state == job_pb2.JOB_STATE_RUNNING
