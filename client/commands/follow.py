@@ -30,10 +30,12 @@ def add_progress_arguments(parser: argparse.ArgumentParser) -> None:
 
 class CancelOnInterrupt:
     """Ctrl-C handling while following a job we started: the first SIGINT sets `requested` (the job gets
-    cancelled and we keep following it to CANCELLED); a second one cancels the main task to stop waiting."""
+    cancelled and we keep following it to CANCELLED); a second one cancels the main task to stop waiting.
+    With `cancel_job` false (a job someone else started), the first SIGINT just stops following."""
 
     def __init__(self) -> None:
         self.requested = asyncio.Event()
+        self.cancel_job = True
         self.count = 0
         self._loop = asyncio.get_running_loop()
         self._main = asyncio.current_task()
@@ -49,7 +51,7 @@ class CancelOnInterrupt:
 
     def _on_sigint(self) -> None:
         self.count += 1
-        if self.count == 1:
+        if self.count == 1 and self.cancel_job:
             self.requested.set()
         elif self._main is not None:
             self._main.cancel()

@@ -80,8 +80,15 @@ async def _scan(ns: argparse.Namespace) -> int:
                 else:
                     out.line(job.id)
                 return EXIT_OK
+            if started.existing:
+                # Someone else's scan of this root: Ctrl-C stops following it but does not cancel it.
+                interrupt.cancel_job = False
             if not ns.json:
-                again = " (a scan of it was already running: following that one)" if started.existing else ""
+                again = (
+                    " (a scan of it was already running: following that one; Ctrl-C stops following, the scan goes on)"
+                    if started.existing
+                    else ""
+                )
                 out.line(f"Scanning {job.scan.path or path} as job {job.id}{again}")
             else:
                 out.json({"event": "started", "job": fmt.to_dict(started.job), "existing": started.existing})

@@ -255,3 +255,28 @@ def test_scan_without_a_server_fails_fast(library_dir: Path) -> None:
     assert result.returncode == 1
     assert "cannot reach the server" in result.stderr
     assert time.monotonic() - started < 20
+
+
+def test_ctrl_c_on_a_scan_someone_else_started_stops_following_without_cancelling(
+    cli_server: ServerProcess, library_dir: Path, templates: Templates
+) -> None:
+    make_library(library_dir, templates, 400)
+    job_id = run_cli("scan", str(library_dir), "--detach", server=cli_server).stdout.strip()
+    proc = subprocess.Popen(
+        reelscan_cmd("scan", str(library_dir), server=cli_server),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=cli_env(),
+    )
+    assert proc.stdout is not None
+    header = proc.stdout.readline()
+    assert f"as job {job_id} (a scan of it was already running" in header
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(30) == 130
+    with ReelscanClient(cli_server.address) as client:
+        job = client.get_job(job_id)
+        assert not job.cancel_requested
+        client.cancel_job(job_id)  # leave the shared server idle
+        assert client.wait_job(job_id, timeout=30).state == job_pb2.JOB_STATE_CANCELLED
