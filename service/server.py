@@ -149,7 +149,8 @@ class ReelscanServer:
         """Graceful stop: NOT_SERVING first, then let RPCs finish within the grace period, then stop jobs."""
         grace = self.settings.grace_period_s if grace_s is None else grace_s
         await self.health.enter_graceful_shutdown()
-        # Ending the engine first ends WatchJob streams cleanly (OK) instead of cutting them at the grace deadline.
+        # Closing the engine first ends WatchJob streams at once with UNAVAILABLE (not OK: the job is not finished),
+        # which tells clients to watch again once the server is back, instead of cutting them at the grace deadline.
         await self.engine.close()
         await self.server.stop(grace)
         await self.prober.close()

@@ -1,8 +1,8 @@
 """JobService: GetJob, ListJobs, CancelJob, DeleteJob, WaitJob, WatchJob over the job engine.
 
 Thin by design: validate the request, call the engine, convert the answer. Domain errors propagate to the
-ErrorMappingInterceptor (api/status.py), which turns them into status codes with details. The one exception is
-EngineClosed (shutdown), answered here as UNAVAILABLE so clients retry against the restarted server.
+ErrorMappingInterceptor (api/status.py), which turns them into status codes with details (EngineClosed, raised
+while shutting down, is an Unavailable: clients retry against the restarted server).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import grpc
 
 from reelscan.service.api.job_convert import job_to_proto, job_to_update, kinds_from_proto, states_from_proto
 from reelscan.service.errors import InvalidArgument
-from reelscan.service.jobs.engine import EngineClosed, JobEngine
+from reelscan.service.jobs.engine import JobEngine
 from reelscan.service.jobs.model import Job
 from reelscan.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 
@@ -38,14 +38,6 @@ def _job_id(value: str) -> str:
     return value
 
 
-@contextlib.asynccontextmanager
-async def _unavailable_while_closing(context: Context) -> AsyncIterator[None]:
-    try:
-        yield
-    except EngineClosed as error:
-        await context.abort(grpc.StatusCode.UNAVAILABLE, error.message)
-
-
 class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     def __init__(self, engine: JobEngine) -> None:
         self._engine = engine
@@ -54,8 +46,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         return job_to_proto(job, self._engine.watcher_count(job.id))
 
     async def GetJob(self, request: job_service_pb2.GetJobRequest, context: Context) -> job_service_pb2.GetJobResponse:
-        async with _unavailable_while_closing(context):
-            job = await self._engine.get(_job_id(request.job_id))
+        job = await self._engine.get(_job_id(request.job_id))
         return job_service_pb2.GetJobResponse(job=self._proto(job))
 
     async def ListJobs(
@@ -66,24 +57,21 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         page_size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         states = states_from_proto(request.states)
         kinds = kinds_from_proto(request.kinds)
-        async with _unavailable_while_closing(context):
-            jobs, next_token = await self._engine.list(
-                states=states, kinds=kinds, page_size=page_size, page_token=request.page_token
-            )
+        jobs, next_token = await self._engine.list(
+            states=states, kinds=kinds, page_size=page_size, page_token=request.page_token
+        )
         return job_service_pb2.ListJobsResponse(jobs=[self._proto(j) for j in jobs], next_page_token=next_token)
 
     async def CancelJob(
         self, request: job_service_pb2.CancelJobRequest, context: Context
     ) -> job_service_pb2.CancelJobResponse:
-        async with _unavailable_while_closing(context):
-            job = await self._engine.cancel(_job_id(request.job_id))
+        job = await self._engine.cancel(_job_id(request.job_id))
         return job_service_pb2.CancelJobResponse(job=self._proto(job))
 
     async def DeleteJob(
         self, request: job_service_pb2.DeleteJobRequest, context: Context
     ) -> job_service_pb2.DeleteJobResponse:
-        async with _unavailable_while_closing(context):
-            await self._engine.delete(_job_id(request.job_id))
+        await self._engine.delete(_job_id(request.job_id))
         return job_service_pb2.DeleteJobResponse()
 
     async def WaitJob(
@@ -99,8 +87,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         remaining = context.time_remaining()
         if remaining is not None:
             timeout_s = max(0.0, min(timeout_s, remaining - DEADLINE_MARGIN_S))
-        async with _unavailable_while_closing(context):
-            job = await self._engine.wait(job_id, timeout_s)
+        job = await self._engine.wait(job_id, timeout_s)
         return job_service_pb2.WaitJobResponse(job=self._proto(job), done=job.terminal)
 
     async def WatchJob(
@@ -109,9 +96,6 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         job_id = _job_id(request.job_id)
         # aclosing: when the client goes away, gRPC cancels this generator; the watcher must be unregistered at
         # once, not whenever the engine's generator happens to be garbage-collected.
-        async with (
-            _unavailable_while_closing(context),
-            contextlib.aclosing(self._engine.watch(job_id)) as snapshots,
-        ):
+        async with contextlib.aclosing(self._engine.watch(job_id)) as snapshots:
             async for job in snapshots:
                 yield job_to_update(job, self._engine.watcher_count(job.id))

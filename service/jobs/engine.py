@@ -29,7 +29,14 @@ from collections import deque
 from collections.abc import AsyncGenerator, Collection, Coroutine, Mapping
 from typing import Any
 
-from reelscan.service.errors import FailedPrecondition, InvalidArgument, NotFound, ReelscanError, ResourceExhausted
+from reelscan.service.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ReelscanError,
+    ResourceExhausted,
+    Unavailable,
+)
 from reelscan.service.jobs.handler import JobHandler
 from reelscan.service.jobs.hub import WatchHub
 from reelscan.service.jobs.live import LiveJob, RunContext, StopReason
@@ -62,7 +69,7 @@ CLOSE_GRACE_S = HANDLER_STOP_GRACE_S + 2.0
 PRUNE_BATCH = 500
 
 
-class EngineClosed(ReelscanError):
+class EngineClosed(Unavailable):
     """The engine is shutting down; the API answers UNAVAILABLE so clients retry against the restarted server."""
 
 
