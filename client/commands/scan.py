@@ -74,24 +74,18 @@ async def _scan(ns: argparse.Namespace) -> int:
                 timeout=ns.timeout,
             )
             job = started.job
-            if ns.detach:
-                if ns.json:
-                    out.json({"event": "started", "job": fmt.to_dict(started.job), "existing": started.existing})
-                else:
-                    out.line(job.id)
-                return EXIT_OK
             if started.existing:
                 # Someone else's scan of this root: Ctrl-C stops following it but does not cancel it.
                 interrupt.cancel_job = False
-            if not ns.json:
-                again = (
-                    " (a scan of it was already running: following that one; Ctrl-C stops following, the scan goes on)"
-                    if started.existing
-                    else ""
-                )
-                out.line(f"Scanning {job.scan.path or path} as job {job.id}{again}")
+            if ns.json:
+                out.json({"event": "started", "job": fmt.to_dict(job), "existing": started.existing})
+            elif ns.detach:
+                out.line(job.id)  # alone on its line, for JOB=$(reelscan scan DIR --detach)
             else:
-                out.json({"event": "started", "job": fmt.to_dict(started.job), "existing": started.existing})
+                again = " (a scan of it was already running: following that one; Ctrl-C stops following)"
+                out.line(f"Scanning {job.scan.path or path} as job {job.id}{again if started.existing else ''}")
+            if ns.detach:
+                return EXIT_OK
             final = await follow(client, job.id, out, interval=ns.progress_interval, interrupt=interrupt)
         await report_outcome(client, final, out)
         return exit_code_for(final.state)

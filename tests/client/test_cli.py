@@ -272,7 +272,7 @@ def test_ctrl_c_on_a_scan_someone_else_started_stops_following_without_cancellin
     )
     assert proc.stdout is not None
     header = proc.stdout.readline()
-    assert f"as job {job_id} (a scan of it was already running" in header
+    assert f"as job {job_id} (a scan of it was already running" in header, header
     proc.send_signal(signal.SIGINT)
     assert proc.wait(30) == 130
     with ReelscanClient(cli_server.address) as client:
