@@ -1,4 +1,4 @@
-"""Runs every command of docs/use-it.md (the README's "Use it" section) against a real server, so the
+"""Runs every command of the README's "Use it" section against a real server, so the
 documentation cannot drift from what works.
 
 The page's `reelscan serve ... &` line starts the server (on a free port instead of 50051); then each ```sh block
@@ -22,7 +22,9 @@ import pytest
 from tests.client.conftest import BIN, REPO, Templates, cli_env, make_library
 from tests.helpers.server import ServerProcess
 
-DOC = REPO / "docs" / "use-it.md"
+DOC = REPO / "README.md"
+SECTION_START = "<!-- use-it:start"
+SECTION_END = "<!-- use-it:end -->"
 DOC_ADDRESS = "127.0.0.1:50051"
 DOC_MEDIA = "/srv/media"
 BLOCK = re.compile(r"^```(sh|python)\n(.*?)^```", re.MULTILINE | re.DOTALL)
@@ -40,7 +42,10 @@ class Block:
 
 
 def doc_blocks() -> list[Block]:
-    text = DOC.read_text()
+    readme = DOC.read_text()
+    start, end = readme.index(SECTION_START), readme.index(SECTION_END)
+    # Keep line numbers relative to README.md so failures point at the right line.
+    text = "\n" * readme.count("\n", 0, start) + readme[start:end]
     return [Block(m.group(1), m.group(2), text.count("\n", 0, m.start()) + 1) for m in BLOCK.finditer(text)]
 
 
@@ -108,7 +113,7 @@ def test_documented_commands_work(block: Block, doc_env: DocEnv) -> None:
         env=cli_env({"REELSCAN_SERVER": doc_env.server.address}),
         check=False,
     )
-    assert result.returncode == 0, f"docs/use-it.md line {block.line}:\n{code}\n--- stdout\n{result.stdout}\n" + (
+    assert result.returncode == 0, f"README.md line {block.line}:\n{code}\n--- stdout\n{result.stdout}\n" + (
         f"--- stderr\n{result.stderr}"
     )
     assert "Traceback" not in result.stderr
