@@ -1,0 +1,1 @@
+"""reelscan benchmarks: `python -m bench` (see bench/README.md)."""

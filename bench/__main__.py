@@ -1,0 +1,66 @@
+"""Runs the reelscan benchmarks and prints one table; results go to bench/results/latest.json.
+
+Usage: python -m bench [--quick] [--only NAME[,NAME...]] [--json PATH]
+Names: cold_scan, rescan, watch_fanout, unary_qps, latency, cancel, memory (see bench/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from bench import harness
+from bench.harness import RESULTS, Context, Row, Sizes, log
+
+BENCHMARKS = ("cold_scan", "rescan", "watch_fanout", "unary_qps", "latency", "cancel", "memory")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes, for iterating (not for the README)")
+    parser.add_argument("--only", default="", help="comma-separated benchmark names")
+    parser.add_argument("--json", type=Path, default=None, help="where to write results (default: bench/results/)")
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(BENCHMARKS)
+    unknown = sorted(set(names) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    sizes = Sizes.quick() if args.quick else Sizes.full()
+    ctx = Context(sizes)
+    meta = {"environment": harness.environment(), "sizes": sizes.__dict__, "mode": "quick" if args.quick else "full"}
+    rows: list[Row] = []
+    failures: dict[str, str] = {}
+    started = time.perf_counter()
+    for name in names:
+        log(f"[{name}]")
+        t0 = time.perf_counter()
+        try:
+            module = importlib.import_module(f"bench.{name}")
+            rows += module.run(ctx)
+        except Exception as error:  # one broken benchmark must not hide the others' numbers
+            traceback.print_exc()
+            failures[name] = f"{type(error).__name__}: {error}"
+            rows.append(Row(f"{name}: FAILED", "", None, note=failures[name][:300]))
+        log(f"  ({time.perf_counter() - t0:.0f} s)")
+    meta.update(ctx.meta, seconds=time.perf_counter() - started, failures=failures)
+    if args.json is not None:
+        out = args.json
+    elif args.quick or args.only:
+        out = harness.CACHE / "partial.json"  # quick or partial runs never overwrite the committed results
+    else:
+        out = RESULTS / "latest.json"
+    harness.write_json(out, rows, meta)
+    print(harness.render_table(rows))
+    print(f"\n{len(rows)} rows in {meta['seconds']:.0f} s; JSON: {out}")
+    missed = [r.benchmark for r in rows if r.met is False]
+    if missed:
+        print(f"below target: {', '.join(missed)}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
