@@ -158,3 +158,20 @@ def copy_library(snapshot: Path, dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(snapshot, dest)
     return dest
+
+
+def hang_dir(clip_count: int) -> Path:
+    """`clip_count` real clips plus one file whose probe hangs when the server runs with --fault-injection."""
+    root = CACHE / f"hang-{clip_count}"
+    expect = {"version": CORPUS_VERSION, "kind": "hang", "count": clip_count}
+    if _read_manifest(_manifest(root), expect) is None:
+        shutil.rmtree(root, ignore_errors=True)
+        _, sources = clips(12)
+        root.mkdir(parents=True)
+        for i in range(clip_count):
+            source = Path(sources[i % len(sources)])
+            shutil.copyfile(source, root / f"c{i:04}{source.suffix}")
+        # The marker (probe_worker.HANG_MARKER) makes the worker sleep instead of probing.
+        shutil.copyfile(sources[0], root / "zz.reelscan-hang.mp4")
+        _write_manifest(_manifest(root), expect)
+    return root

@@ -36,6 +36,7 @@ class Sizes:
     clips: int  # cold-scan corpus (mixed MP4/WebM/MKV)
     tree_files: int  # rescan + memory corpus: hard links to a handful of real clips
     watchers: int  # concurrent WatchJob streams
+    fanout_files: int  # the scan they watch (a tree of hard-linked clips, probed cold)
     watch_channels: int  # spread over this many channels
     qps_seconds: float  # per server, per repetition
     qps_concurrency: int  # calls in flight
@@ -51,6 +52,7 @@ class Sizes:
             clips=1000,
             tree_files=100_000,
             watchers=1000,
+            fanout_files=10_000,
             watch_channels=10,
             qps_seconds=4.0,
             qps_concurrency=32,
@@ -67,6 +69,7 @@ class Sizes:
             clips=200,
             tree_files=10_000,
             watchers=100,
+            fanout_files=2_000,
             watch_channels=4,
             qps_seconds=1.5,
             qps_concurrency=16,
@@ -287,6 +290,7 @@ class PeakRss:
         self._thread.join()
 
 
+KB = 1024
 MB = 1024 * 1024
 
 
