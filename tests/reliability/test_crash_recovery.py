@@ -230,10 +230,10 @@ def run_campaign(tmp_path: Path, clips: dict[str, Path], campaign: Campaign) -> 
             assert bool(missing) == (path not in on_disk), f"{path}: missing={missing}, on disk={path in on_disk}"
 
     # A clean scan of the same tree in a fresh database.
-    with ServerProcess(tmp_path / "clean.db", allow_roots=[root], extra_args=server_args(0)) as clean:
-        with Client(clean.address) as client:
-            assert client.scan(root).state == job_pb2.JOB_STATE_SUCCEEDED
-            clean_library = library_snapshot(client.videos())
+    clean = ServerProcess(tmp_path / "clean.db", allow_roots=[root], extra_args=server_args(0))
+    with clean, Client(clean.address) as client:
+        assert client.scan(root).state == job_pb2.JOB_STATE_SUCCEEDED
+        clean_library = library_snapshot(client.videos())
     clean_rows = db_video_rows(tmp_path / "clean.db")
 
     assert set(crashed_library) == set(clean_library), (
