@@ -1,0 +1,886 @@
+"""Property-based fuzzing (hypothesis) of every RPC's request fields against one live server.
+
+Invariants, for every generated request:
+- the status is one the RPC documents (never UNKNOWN or INTERNAL), and INVALID_ARGUMENT wherever the contract says
+  a value is invalid (negative page sizes, unknown enum values, empty or relative paths, NUL bytes, ...);
+- the server stays healthy (health SERVING, same process);
+- read-only RPCs change nothing in the database, whatever quotes, %, _, \\, ;, --, FTS5 operators (NEAR, AND, OR,
+  NOT, *, ^, ", column filters) the strings carry.
+
+Page tokens are fuzzed both as random text and as well-formed tokens (the documented-opaque format, built with the
+server's own encoder and the right filter fingerprint) carrying arbitrary JSON positions: that is what a curious
+client can send, and the server must treat it as input.
+
+Inputs that hit a bug already found are recognised by `known_bug()`: for those an INTERNAL answer is counted, not
+failed, so the fuzzer keeps exploring the full input space. Each such bug has its own strict-xfail test below; when
+a bug is fixed, that test XPASSes (and fails the run): then delete the xfail marker and the bug's entry here.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import duration_pb2
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reelscan.service.api.library_servicer import video_filter
+from reelscan.service.errors import InvalidArgument
+from reelscan.service.jobs import page_token
+from reelscan.v1 import job_service_pb2, library_pb2, scan_service_pb2
+from tests.helpers.server import ServerProcess
+from tests.media import copy_clip
+from tests.reliability.support import Client, open_db, record, rss_bytes
+
+Code = grpc.StatusCode
+INT32 = (-(2**31), 2**31 - 1)
+INT64 = (-(2**63), 2**63 - 1)
+DURATION_MAX_S = 315_576_000_000  # google.protobuf.Duration's documented range
+PROFILE = "reliability-fuzz"
+SOAK_PROFILE = "reliability-fuzz-soak"
+
+SQL_NASTIES = [
+    "'",
+    '"',
+    "%",
+    "_",
+    "\\",
+    ";",
+    "--",
+    "/*",
+    "*/",
+    "' OR '1'='1",
+    "' OR 1=1 --",
+    "'; DROP TABLE videos; --",
+    '"; DELETE FROM jobs; --',
+    "%_%",
+    "\\%",
+    "a'b\"c",
+    "NEAR(a b)",
+    "NEAR(clip one, 5)",
+    "clip AND one",
+    "clip OR one",
+    "NOT clip",
+    "clip*",
+    "*",
+    "^clip",
+    '"clip',
+    'clip"',
+    '""',
+    "file_name:clip",
+    "{file_name path}: clip",
+    "- clip",
+    "+clip",
+    "(clip)",
+    "videos_fts MATCH 'x'",
+    "rowid = 1",
+    "1; SELECT * FROM sqlite_master",
+    "\x00",
+    "é",
+    "😀",
+    "\u202e",
+    "\ufeff",
+]
+OWN_NAMES = [
+    "clip one.mp4",
+    "it's 100%_done.mp4",
+    'quote"d NEAR AND OR.mkv',
+    "semi;colon--dash.mp4",
+    "back\\slash_under.mp4",
+    "star*caret^.mp4",
+]
+
+nasty_text = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(SQL_NASTIES),
+    st.lists(st.one_of(st.sampled_from(SQL_NASTIES), st.text(max_size=6)), min_size=1, max_size=6).map(" ".join),
+    st.integers(1, 6000).map(lambda n: "q" * n),  # around the length limits (1024, 4096)
+)
+int32s = st.one_of(st.integers(*INT32), st.integers(-2, 2000))
+durations = st.builds(
+    duration_pb2.Duration,
+    seconds=st.one_of(st.integers(*INT64), st.integers(-5, 10), st.integers(DURATION_MAX_S - 5, DURATION_MAX_S + 5)),
+    nanos=st.one_of(st.integers(*INT32), st.integers(-1, 999_999_999), st.just(0)),
+)
+json_leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),  # unbounded: JSON has no integer limit
+    st.floats(),
+    st.text(max_size=20),
+    st.sampled_from(["\ud800", "a\udcff", "/", ""]),  # lone surrogates survive JSON
+)
+json_values = st.recursive(json_leaves, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(), c), max_leaves=6)
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def tokens(fingerprint: str) -> st.SearchStrategy[str]:
+    """Page tokens: empty, random text, random base64, well-formed with any position (right or wrong filters),
+    and structurally hostile JSON (deep nesting)."""
+    return st.one_of(
+        st.just(""),
+        st.text(max_size=60),
+        st.binary(max_size=60).map(b64),
+        st.builds(lambda p: page_token.encode(p, fingerprint), st.lists(json_values, max_size=3)),
+        st.builds(lambda p, f: page_token.encode(p, f), st.lists(json_values, max_size=2), st.text(max_size=16)),
+        st.builds(lambda d: b64(json.dumps({"v": d, "p": d, "f": fingerprint}).encode()), json_values),
+        st.integers(10, 100_000).map(lambda n: b64(b"[" * n + b"]" * n)),
+    )
+
+
+# --- known bugs (see the xfail tests at the end) -------------------------------------------------------------------
+
+
+def _nesting(data: bytes) -> int:
+    depth = deepest = 0
+    for byte in data:
+        if byte in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in b"]}":
+            depth -= 1
+    return deepest
+
+
+def _token_position_bug(token: str) -> str | None:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except ValueError:
+        return None
+    if _nesting(raw) > 100:  # where json.loads runs out of stack depends on the caller's own depth
+        return "page token: deeply nested JSON"
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+
+    def bad(value: Any) -> str | None:
+        if isinstance(value, int) and not isinstance(value, bool) and not INT64[0] <= value <= INT64[1]:
+            return "page token: integer position beyond SQLite's range"
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return "page token: position that is not valid UTF-8"
+        return None
+
+    if isinstance(data, dict) and isinstance(data.get("p"), list):
+        for value in data["p"]:
+            problem = bad(value)
+            if problem:
+                return problem
+    return None
+
+
+def _duration_us(d: duration_pb2.Duration) -> int:
+    return d.seconds * 1_000_000 + int(d.nanos / 1000)
+
+
+ECHO_BUG = "error message echoes a long input: trailers beyond the client's metadata limit"
+
+
+def _echo_too_big(*values: str) -> bool:
+    # The message is sent twice (grpc-message, percent-encoded, and inside grpc-status-details-bin, base64):
+    # roughly 4-6 bytes of trailers per byte echoed, against the client's 8 KiB (soft) metadata limit.
+    return any(len(v.encode()) * 6 > 8192 for v in values)
+
+
+def known_bug(rpc: str, request: Any) -> str | None:
+    """The known bug this request would hit, if any."""
+    if rpc == "StartScan" and _echo_too_big(request.path, *request.extensions):
+        return ECHO_BUG
+    if rpc == "GetVideo" and _echo_too_big(getattr(request, request.WhichOneof("video") or "id")):
+        return ECHO_BUG
+    token = getattr(request, "page_token", "")
+    if token:
+        problem = _token_position_bug(token)
+        if problem:
+            return problem
+    if rpc == "ListVideos":
+        for name in ("min_duration", "max_duration"):
+            if request.HasField(name):
+                d = getattr(request, name)
+                if d.seconds >= 0 and d.nanos >= 0 and _duration_us(d) > INT64[1]:
+                    return "ListVideos: duration filter beyond SQLite's integer range"
+    if rpc == "StartScan" and request.HasField("timeout") and request.timeout.seconds >= 2**62:
+        return "StartScan: timeout beyond what Job.timeout can carry"
+    return None
+
+
+# --- the server -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    server: ServerProcess
+    client: Client
+    root: Path
+    job_ids: list[str]
+    video_ids: list[str]
+    video_paths: list[str]
+    cases: collections.Counter[str] = field(default_factory=collections.Counter)
+    codes: dict[str, collections.Counter[str]] = field(
+        default_factory=lambda: collections.defaultdict(collections.Counter)
+    )
+    known: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    def healthy(self) -> None:
+        assert self.server.proc is not None and self.server.proc.poll() is None, "the server died"
+        assert self.client.serving()
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory: pytest.TempPathFactory, clips: dict[str, Path]) -> Iterator[Target]:
+    base = tmp_path_factory.mktemp("fuzz")
+    root = base / "root"
+    for name in OWN_NAMES:
+        copy_clip(clips["mkv" if name.endswith(".mkv") else "mp4"], root / "lib" / name)
+    (root / "lib" / "broken.mp4").write_bytes(b"not a video")
+    for i in range(5):
+        copy_clip(clips["mp4"], root / f"s{i}" / f"c{i}.mp4")
+    (root / "file.mp4").write_bytes(b"")
+    server = ServerProcess(base / "reelscan.db", allow_roots=[root], extra_args=["--probe-workers", "1"])
+    with server, Client(server.address) as client:
+        job_ids = [client.scan(root / "lib").id, client.scan(root / "s0").id]
+        videos = client.videos()
+        t = Target(server, client, root, job_ids, [v.id for v in videos], [v.path for v in videos])
+        rss_before = rss_bytes(server)
+        yield t
+        t.healthy()
+        rss_after = rss_bytes(server)
+    total = sum(t.cases.values())
+    record("fuzz: cases per RPC", dict(t.cases))
+    record("fuzz: cases in all", total)
+    record("fuzz: status codes seen", {rpc: dict(codes) for rpc, codes in t.codes.items()})
+    record("fuzz: wrong answers to inputs of known bugs (tolerated, see the xfail tests)", dict(t.known) or "none")
+    record("fuzz: server RSS before / after (MB)", f"{rss_before / 2**20:.1f} / {rss_after / 2**20:.1f}")
+
+
+class OnlyKnownErrorsLogged:
+    """Asserts that every "unexpected error" the server logged during the block is a known bug's INTERNAL."""
+
+    def __init__(self, t: Target) -> None:
+        self.t = t
+
+    def __enter__(self) -> None:
+        self.logged = self.t.server.log.count("unexpected error in")
+        self.known = sum(n for bug, n in self.t.known.items() if bug != ECHO_BUG)
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            logged = self.t.server.log.count("unexpected error in") - self.logged
+            known = sum(n for bug, n in self.t.known.items() if bug != ECHO_BUG) - self.known
+            assert logged == known, f"the server logged {logged} unexpected errors, {known} from known bugs"
+
+
+def outcome(method: Callable[..., Any], request: Any, timeout: float = 10.0) -> Code:
+    try:
+        method(request, timeout=timeout)
+    except grpc.RpcError as error:
+        code: Code = error.code()  # type: ignore[attr-defined]
+        return code
+    return Code.OK
+
+
+def check(t: Target, rpc: str, request: Any, code: Code, allowed: set[Code], invalid: bool) -> None:
+    t.cases[rpc] += 1
+    t.codes[rpc][code.name] += 1
+    bug = known_bug(rpc, request)
+    if bug and code in ((Code.RESOURCE_EXHAUSTED,) if bug == ECHO_BUG else (Code.INTERNAL, Code.UNKNOWN)):
+        t.known[bug] += 1
+        return
+    assert code not in (Code.UNKNOWN, Code.INTERNAL), f"{rpc} answered {code.name} to {request!r}"
+    assert code in allowed, f"{rpc} answered {code.name} to {request!r}"
+    if invalid:
+        assert code == Code.INVALID_ARGUMENT, f"{rpc} answered {code.name}, not INVALID_ARGUMENT, to {request!r}"
+
+
+def run_property(profile: str, strategy: st.SearchStrategy[Any], body: Callable[[Any], None]) -> None:
+    @settings(settings.get_profile(profile))
+    @given(strategy)
+    def prop(request: Any) -> None:
+        body(request)
+
+    prop()
+
+
+def db_fingerprint(db: Path) -> str:
+    """A hash of everything stored: jobs, library and scan errors."""
+    digest = hashlib.sha256()
+    with open_db(db) as conn:
+        for table in ("jobs", "videos", "scan_errors"):
+            for row in conn.execute(f"SELECT * FROM {table} ORDER BY 1"):
+                digest.update(repr(row).encode())
+    return digest.hexdigest()
+
+
+class Unchanged:
+    """Asserts that the database is the same after the block as before it (jobs settled first)."""
+
+    def __init__(self, t: Target) -> None:
+        self.t = t
+
+    def __enter__(self) -> None:
+        self.t.client.wait_all_settled()
+        self.before = db_fingerprint(self.t.server.db_path)
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            assert db_fingerprint(self.t.server.db_path) == self.before, "a read-only RPC changed stored data"
+
+
+# --- strategies and checks, one per RPC -----------------------------------------------------------------------
+
+
+def job_ids(t: Target) -> st.SearchStrategy[str]:
+    return st.one_of(nasty_text, st.sampled_from(t.job_ids), st.just(""), st.integers(120, 140).map(lambda n: "a" * n))
+
+
+def id_invalid(job_id: str) -> bool:
+    return not job_id or len(job_id) > 128
+
+
+def fuzz_get_job(t: Target, profile: str) -> None:
+    def body(job_id: str) -> None:
+        request = job_service_pb2.GetJobRequest(job_id=job_id)
+        code = outcome(t.client.jobs.GetJob, request)
+        check(t, "GetJob", request, code, {Code.OK, Code.NOT_FOUND, Code.INVALID_ARGUMENT}, id_invalid(job_id))
+
+    with Unchanged(t):
+        run_property(profile, job_ids(t), body)
+    t.healthy()
+
+
+@st.composite
+def list_jobs_requests(draw: st.DrawFn) -> job_service_pb2.ListJobsRequest:
+    states = draw(st.lists(st.one_of(st.integers(0, 7), st.integers(*INT32)), max_size=8))
+    kinds = draw(st.lists(st.one_of(st.integers(0, 2), st.integers(*INT32)), max_size=3))
+    fingerprint = page_token.fingerprint({"states": sorted(states), "kinds": sorted(kinds)})
+    return job_service_pb2.ListJobsRequest(
+        states=states, kinds=kinds, page_size=draw(int32s), page_token=draw(tokens(fingerprint))
+    )
+
+
+def fuzz_list_jobs(t: Target, profile: str) -> None:
+    def body(request: job_service_pb2.ListJobsRequest) -> None:
+        code = outcome(t.client.jobs.ListJobs, request)
+        invalid = (
+            request.page_size < 0
+            or any(s not in range(1, 7) for s in request.states)
+            or any(k != 1 for k in request.kinds)
+        )
+        check(t, "ListJobs", request, code, {Code.OK, Code.INVALID_ARGUMENT}, invalid)
+        if not request.page_token and not invalid:
+            assert code == Code.OK
+
+    with Unchanged(t):
+        run_property(profile, list_jobs_requests(), body)
+    t.healthy()
+
+
+def fuzz_wait_job(t: Target, profile: str) -> None:
+    strategy = st.builds(
+        lambda job_id, timeout: job_service_pb2.WaitJobRequest(job_id=job_id, timeout=timeout),
+        job_ids(t),
+        st.one_of(st.none(), durations),
+    )
+
+    def body(request: job_service_pb2.WaitJobRequest) -> None:
+        code = outcome(t.client.jobs.WaitJob, request, timeout=2.0)
+        invalid = id_invalid(request.job_id)
+        allowed = {Code.OK, Code.NOT_FOUND, Code.INVALID_ARGUMENT, Code.DEADLINE_EXCEEDED}
+        check(t, "WaitJob", request, code, allowed, invalid)
+
+    with Unchanged(t):
+        run_property(profile, strategy, body)
+    t.healthy()
+
+
+def fuzz_watch_job(t: Target, profile: str) -> None:
+    def body(job_id: str) -> None:
+        request = job_service_pb2.WatchJobRequest(job_id=job_id)
+        call = t.client.jobs.WatchJob(request, timeout=10)
+        try:
+            first = next(call)
+            assert first.job_id == job_id
+            code = Code.OK
+        except grpc.RpcError as error:
+            code = error.code()  # type: ignore[attr-defined]
+        finally:
+            call.cancel()
+        allowed = {Code.OK, Code.NOT_FOUND, Code.INVALID_ARGUMENT, Code.RESOURCE_EXHAUSTED}
+        check(t, "WatchJob", request, code, allowed, id_invalid(job_id))
+
+    with Unchanged(t):
+        run_property(profile, job_ids(t), body)
+    t.healthy()
+
+
+@st.composite
+def list_videos_requests(draw: st.DrawFn, t: Target) -> library_pb2.ListVideosRequest:
+    request = library_pb2.ListVideosRequest(
+        path_prefix=draw(
+            st.one_of(
+                nasty_text,
+                st.sampled_from([str(t.root), str(t.root / "lib"), "/", ""]),
+                nasty_text.map(lambda s: f"{t.root}/lib/{s}"),
+            )
+        ),
+        video_codec=draw(st.one_of(nasty_text, st.sampled_from(["h264", "H264", " h264 ", "hevc", ""]))),
+        min_height=draw(int32s),
+        query=draw(st.one_of(nasty_text, st.sampled_from(["clip", "it's", "100%", "NEAR", "quote", "d"]))),
+        include_missing=draw(st.booleans()),
+        page_size=draw(int32s),
+    )
+    for name in ("min_duration", "max_duration"):
+        value = draw(st.one_of(st.none(), durations))
+        if value is not None:
+            getattr(request, name).CopyFrom(value)
+    try:
+        fingerprint = video_filter(request).fingerprint()
+    except InvalidArgument:
+        fingerprint = "x"
+    request.page_token = draw(tokens(fingerprint))
+    return request
+
+
+def list_videos_invalid(request: library_pb2.ListVideosRequest) -> bool:
+    if request.page_size < 0 or request.min_height < 0:
+        return True
+    if len(request.query) > 1024 or len(request.path_prefix) > 4096:
+        return True
+    us = []
+    for name in ("min_duration", "max_duration"):
+        if request.HasField(name):
+            d = getattr(request, name)
+            if d.seconds < 0 or d.nanos < 0:
+                return True
+            us.append(_duration_us(d))
+    return len(us) == 2 and us[0] > us[1]
+
+
+def fuzz_list_videos(t: Target, profile: str) -> None:
+    def body(request: library_pb2.ListVideosRequest) -> None:
+        code = outcome(t.client.library.ListVideos, request)
+        invalid = list_videos_invalid(request)
+        check(t, "ListVideos", request, code, {Code.OK, Code.INVALID_ARGUMENT}, invalid)
+        if not request.page_token and not invalid and not known_bug("ListVideos", request):
+            assert code == Code.OK, request
+
+    with Unchanged(t):
+        run_property(profile, list_videos_requests(t), body)
+    t.healthy()
+
+
+def fuzz_get_video(t: Target, profile: str) -> None:
+    strategy = st.one_of(
+        st.builds(lambda i: library_pb2.GetVideoRequest(id=i), st.one_of(nasty_text, st.sampled_from(t.video_ids))),
+        st.builds(lambda p: library_pb2.GetVideoRequest(path=p), st.one_of(nasty_text, st.sampled_from(t.video_paths))),
+        st.just(library_pb2.GetVideoRequest()),
+    )
+
+    def body(request: library_pb2.GetVideoRequest) -> None:
+        code = outcome(t.client.library.GetVideo, request)
+        which = request.WhichOneof("video")
+        value = getattr(request, which) if which else ""
+        limit = 128 if which == "id" else 4096
+        invalid = which is None or not value or len(value) > limit
+        check(t, "GetVideo", request, code, {Code.OK, Code.NOT_FOUND, Code.INVALID_ARGUMENT}, invalid)
+        if (which == "path" and value in t.video_paths) or (which == "id" and value in t.video_ids):
+            assert code == Code.OK
+
+    with Unchanged(t):
+        run_property(profile, strategy, body)
+    t.healthy()
+
+
+@st.composite
+def list_scan_errors_requests(draw: st.DrawFn, t: Target) -> library_pb2.ListScanErrorsRequest:
+    job_id = draw(job_ids(t))
+    return library_pb2.ListScanErrorsRequest(
+        job_id=job_id,
+        page_size=draw(int32s),
+        page_token=draw(tokens(page_token.fingerprint(["scan_errors", job_id]))),
+    )
+
+
+def fuzz_list_scan_errors(t: Target, profile: str) -> None:
+    def body(request: library_pb2.ListScanErrorsRequest) -> None:
+        code = outcome(t.client.library.ListScanErrors, request)
+        invalid = id_invalid(request.job_id)
+        allowed = {Code.OK, Code.NOT_FOUND, Code.INVALID_ARGUMENT}
+        check(t, "ListScanErrors", request, code, allowed, invalid)
+
+    with Unchanged(t):
+        run_property(profile, list_scan_errors_requests(t), body)
+    t.healthy()
+
+
+@st.composite
+def start_scan_requests(draw: st.DrawFn, t: Target) -> scan_service_pb2.StartScanRequest:
+    parts = st.lists(st.sampled_from(["s0", "s1", "s2", "s3", "s4", "lib", "..", ".", "", "missing", "file.mp4"]))
+    path = draw(
+        st.one_of(
+            nasty_text,
+            st.sampled_from([str(t.root), "/", "/etc", "/proc/self", "relative/s0", str(t.root / "file.mp4")]),
+            parts.map(lambda p: "/".join([str(t.root), *p])),
+            nasty_text.map(lambda s: f"{t.root}/{s}"),
+        )
+    )
+    request = scan_service_pb2.StartScanRequest(
+        path=path,
+        force=draw(st.booleans()),
+        extensions=draw(
+            st.one_of(
+                st.lists(nasty_text, max_size=3),
+                st.lists(st.sampled_from(["mp4", ".MKV", "m2ts", "x-y_z"]), max_size=70),
+            )
+        ),
+        follow_symlinks=draw(st.booleans()),
+    )
+    recursive = draw(st.one_of(st.none(), st.booleans()))
+    if recursive is not None:
+        request.recursive = recursive
+    timeout = draw(st.one_of(st.none(), durations))
+    if timeout is not None:
+        request.timeout.CopyFrom(timeout)
+    return request
+
+
+def fuzz_start_scan(t: Target, profile: str) -> None:
+    allowed = {
+        Code.OK,
+        Code.INVALID_ARGUMENT,
+        Code.NOT_FOUND,
+        Code.PERMISSION_DENIED,
+        Code.FAILED_PRECONDITION,
+        Code.RESOURCE_EXHAUSTED,
+    }
+
+    def body(request: scan_service_pb2.StartScanRequest) -> None:
+        code = outcome(t.client.scans.StartScan, request)
+        path = request.path
+        invalid = not path or "\x00" in path or not os.path.isabs(path) or len(path) > 4096
+        check(t, "StartScan", request, code, allowed, invalid)
+
+    run_property(profile, start_scan_requests(t), body)
+    t.healthy()
+
+
+def fuzz_cancel_and_delete(t: Target, profile: str) -> None:
+    # Jobs to act on: the fuzzer's StartScans left plenty, finished and (perhaps) still running.
+    ids = [j.id for j in t.client.list_jobs()] or t.job_ids
+
+    def body(args: tuple[str, str]) -> None:
+        rpc, job_id = args
+        if rpc == "CancelJob":
+            request: Any = job_service_pb2.CancelJobRequest(job_id=job_id)
+            code = outcome(t.client.jobs.CancelJob, request)
+        else:
+            request = job_service_pb2.DeleteJobRequest(job_id=job_id)
+            code = outcome(t.client.jobs.DeleteJob, request)
+        allowed = {Code.OK, Code.NOT_FOUND, Code.INVALID_ARGUMENT, Code.FAILED_PRECONDITION}
+        check(t, rpc, request, code, allowed, id_invalid(job_id))
+
+    strategy = st.tuples(
+        st.sampled_from(["CancelJob", "DeleteJob"]), st.one_of(st.sampled_from(ids), nasty_text, st.just(""))
+    )
+    run_property(profile, strategy, body)
+    t.healthy()
+
+
+FUZZERS: list[Callable[[Target, str], None]] = [
+    fuzz_get_job,
+    fuzz_list_jobs,
+    fuzz_wait_job,
+    fuzz_watch_job,
+    fuzz_list_videos,
+    fuzz_get_video,
+    fuzz_list_scan_errors,
+    fuzz_start_scan,  # after the read-only ones: it adds jobs
+    fuzz_cancel_and_delete,  # last: it removes jobs
+]
+
+
+@pytest.mark.parametrize("fuzzer", FUZZERS, ids=[f.__name__.removeprefix("fuzz_") for f in FUZZERS])
+def test_fuzz(target: Target, fuzzer: Callable[[Target, str], None]) -> None:
+    started = time.monotonic()
+    with OnlyKnownErrorsLogged(target):
+        fuzzer(target, PROFILE)
+    record(f"fuzz: {fuzzer.__name__.removeprefix('fuzz_')} (s)", round(time.monotonic() - started, 1))
+
+
+@pytest.mark.slow
+def test_fuzz_soak(target: Target) -> None:
+    for fuzzer in FUZZERS:
+        with OnlyKnownErrorsLogged(target):
+            fuzzer(target, SOAK_PROFILE)
+
+
+def test_sql_significant_text_is_only_text(target: Target) -> None:
+    """Each nasty string in every text filter and id: documented answers only, sensible matches, no change."""
+    t = target
+    lib = t.root / "lib"
+    with Unchanged(t), OnlyKnownErrorsLogged(t):
+        for text in [*SQL_NASTIES, *(f"{a}{b}" for a in SQL_NASTIES[:12] for b in SQL_NASTIES[12:24])]:
+            for request in (
+                library_pb2.ListVideosRequest(query=text),
+                library_pb2.ListVideosRequest(path_prefix=text),
+                library_pb2.ListVideosRequest(path_prefix=f"{lib}/{text}"),
+                library_pb2.ListVideosRequest(video_codec=text),
+            ):
+                check(t, "ListVideos", request, outcome(t.client.library.ListVideos, request), {Code.OK}, False)
+            for request in (library_pb2.GetVideoRequest(path=text), library_pb2.GetVideoRequest(id=text)):
+                code = outcome(t.client.library.GetVideo, request)
+                check(t, "GetVideo", request, code, {Code.NOT_FOUND, Code.INVALID_ARGUMENT}, False)
+            code = outcome(t.client.jobs.GetJob, job_service_pb2.GetJobRequest(job_id=text))
+            check(t, "GetJob", text, code, {Code.NOT_FOUND}, False)
+            code = outcome(t.client.library.ListScanErrors, library_pb2.ListScanErrorsRequest(job_id=text))
+            check(t, "ListScanErrors", text, code, {Code.NOT_FOUND}, False)
+            for method, req in (
+                (t.client.jobs.CancelJob, job_service_pb2.CancelJobRequest(job_id=text)),
+                (t.client.jobs.DeleteJob, job_service_pb2.DeleteJobRequest(job_id=text)),
+            ):
+                check(t, "Cancel/DeleteJob", text, outcome(method, req), {Code.NOT_FOUND}, False)
+
+        def names(**fields: Any) -> set[str]:
+            return {os.path.basename(v.path) for v in t.client.videos(**fields)}
+
+        everything = names(path_prefix=str(lib))
+        assert everything == set(OWN_NAMES)
+        # Search is on words, prefix-matched, all required: operators and quotes are just more words.
+        assert names(query="it's") == {"it's 100%_done.mp4"}
+        assert names(query="100%") == {"it's 100%_done.mp4"}
+        assert names(query='quote"d NEAR AND OR') == {'quote"d NEAR AND OR.mkv'}
+        assert names(query="clip OR one") == set()  # "or" is a word here, and no file name has it with "clip"
+        assert names(query="semi;colon--dash") == {"semi;colon--dash.mp4"}
+        assert names(query="%") == names(query="*") == names(query="--") == set()  # nothing searchable
+        # LIKE wildcards in a path prefix are literal characters.
+        assert names(path_prefix=f"{lib}/%") == names(path_prefix=f"{lib}_") == set()
+        assert names(video_codec="' OR '1'='1") == set()
+        assert names(video_codec=" H264 ", path_prefix=str(lib)) == everything  # trimmed, case-insensitive
+    t.healthy()
+
+
+# --- oversized messages ---------------------------------------------------------------------------------------
+
+
+def test_oversized_requests_to_every_rpc_get_resource_exhausted(tmp_path: Path) -> None:
+    limit = 64 * 1024
+    big = "x" * (limit + 1024)
+    requests: list[tuple[str, Any]] = [
+        ("StartScan", scan_service_pb2.StartScanRequest(path="/" + big)),
+        ("StartScan", scan_service_pb2.StartScanRequest(path="/x", extensions=["mp4"] * (limit // 5))),
+        ("GetJob", job_service_pb2.GetJobRequest(job_id=big)),
+        ("ListJobs", job_service_pb2.ListJobsRequest(page_token=big)),
+        ("ListJobs", job_service_pb2.ListJobsRequest(states=[1] * limit)),
+        ("CancelJob", job_service_pb2.CancelJobRequest(job_id=big)),
+        ("DeleteJob", job_service_pb2.DeleteJobRequest(job_id=big)),
+        ("WaitJob", job_service_pb2.WaitJobRequest(job_id=big)),
+        ("WatchJob", job_service_pb2.WatchJobRequest(job_id=big)),
+        ("ListVideos", library_pb2.ListVideosRequest(query=big)),
+        ("ListVideos", library_pb2.ListVideosRequest(page_token=big)),
+        ("GetVideo", library_pb2.GetVideoRequest(path=big)),
+        ("ListScanErrors", library_pb2.ListScanErrorsRequest(job_id="j", page_token=big)),
+    ]
+    server = ServerProcess(tmp_path / "reelscan.db", extra_args=["--max-message-bytes", str(limit)])
+    with server, Client(server.address) as client:
+        stubs = {"StartScan": client.scans, "ListVideos": client.library, "GetVideo": client.library}
+        stubs["ListScanErrors"] = client.library
+        for rpc, request in requests:
+            assert request.ByteSize() > limit
+            method = getattr(stubs.get(rpc, client.jobs), rpc)
+            if rpc == "WatchJob":
+                call = method(request, timeout=10)
+                with pytest.raises(grpc.RpcError) as info:
+                    next(call)
+                code = info.value.code()  # type: ignore[attr-defined]
+            else:
+                code = outcome(method, request)
+            assert code == Code.RESOURCE_EXHAUSTED, f"{rpc}: {code.name}"
+            assert client.serving()
+        assert server.log.count("unexpected error in") == 0
+
+
+# --- bugs found: each test states the correct behaviour and fails until the bug is fixed ---------------------------
+
+
+def _fingerprints(job_id: str) -> dict[str, str]:
+    return {
+        "ListJobs": page_token.fingerprint({"states": [], "kinds": []}),
+        "ListScanErrors": page_token.fingerprint(["scan_errors", job_id]),
+        "ListVideos": video_filter(library_pb2.ListVideosRequest()).fingerprint(),
+    }
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: page-token positions are not checked for what SQLite can bind: an integer beyond 64 bits "
+    "(ListJobs, ListScanErrors: OverflowError) or a string with a lone surrogate (ListVideos: UnicodeEncodeError) "
+    "answers INTERNAL instead of INVALID_ARGUMENT (service/jobs/page_token.py decode and its callers)",
+)
+@pytest.mark.parametrize(
+    ("rpc", "position"),
+    [("ListJobs", 2**64), ("ListJobs", -(2**70)), ("ListScanErrors", 2**64), ("ListVideos", "\ud800")],
+)
+def test_page_token_positions_out_of_range_are_invalid_argument(target: Target, rpc: str, position: Any) -> None:
+    t = target
+    token = page_token.encode([position], _fingerprints(t.job_ids[0])[rpc])
+    request: Any = {
+        "ListJobs": job_service_pb2.ListJobsRequest(page_token=token),
+        "ListScanErrors": library_pb2.ListScanErrorsRequest(job_id=t.job_ids[0], page_token=token),
+        "ListVideos": library_pb2.ListVideosRequest(page_token=token),
+    }[rpc]
+    stub = t.client.jobs if rpc == "ListJobs" else t.client.library
+    assert outcome(getattr(stub, rpc), request) == Code.INVALID_ARGUMENT
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a page token holding deeply nested JSON raises RecursionError in json.loads, answered INTERNAL "
+    "(service/jobs/page_token.py decode catches only binascii.Error and ValueError)",
+)
+@pytest.mark.parametrize("rpc", ["ListJobs", "ListScanErrors", "ListVideos"])
+def test_deeply_nested_page_token_is_invalid_argument(target: Target, rpc: str) -> None:
+    t = target
+    token = b64(b"[" * 50_000 + b"]" * 50_000)
+    request: Any = {
+        "ListJobs": job_service_pb2.ListJobsRequest(page_token=token),
+        "ListScanErrors": library_pb2.ListScanErrorsRequest(job_id=t.job_ids[0], page_token=token),
+        "ListVideos": library_pb2.ListVideosRequest(page_token=token),
+    }[rpc]
+    stub = t.client.jobs if rpc == "ListJobs" else t.client.library
+    assert outcome(getattr(stub, rpc), request) == Code.INVALID_ARGUMENT
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: ListVideos duration filters are converted to microseconds and bound to SQLite unchecked: beyond "
+    "2**63 us (about 292,000 years; Duration allows 10,000) OverflowError answers INTERNAL "
+    "(service/api/library_servicer.py _duration_us)",
+)
+@pytest.mark.parametrize("field_name", ["min_duration", "max_duration"])
+def test_huge_duration_filters_are_not_internal(target: Target, field_name: str) -> None:
+    request = library_pb2.ListVideosRequest()
+    getattr(request, field_name).CopyFrom(duration_pb2.Duration(seconds=2**62))
+    code = outcome(target.client.library.ListVideos, request)
+    assert code in (Code.OK, Code.INVALID_ARGUMENT), code.name
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: StartScan accepts any timeout; one whose nanoseconds do not fit 64 bits makes job_to_proto raise, "
+    "so StartScan answers INTERNAL after creating the job, and every later GetJob/ListJobs/WaitJob/WatchJob that "
+    "would show that job answers INTERNAL too, across restarts, until it is pruned (service/api/scan_servicer.py, "
+    "service/api/job_convert.py _duration)",
+)
+def test_start_scan_with_a_timeout_beyond_the_duration_range(tmp_path: Path) -> None:
+    root = tmp_path / "media"
+    root.mkdir()
+    # Its own server: this bug poisons the job list of the database it touches.
+    with ServerProcess(tmp_path / "reelscan.db", allow_roots=[root]) as server, Client(server.address) as client:
+        request = scan_service_pb2.StartScanRequest(path=str(root), timeout=duration_pb2.Duration(seconds=2**63 - 1))
+        code = outcome(client.scans.StartScan, request)
+        listing = outcome(client.jobs.ListJobs, job_service_pb2.ListJobsRequest())
+        assert client.serving()
+    assert code == Code.INVALID_ARGUMENT, code.name
+    assert listing == Code.OK, f"ListJobs answers {listing.name} once such a job exists"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a request that does not parse (bad UTF-8 in a string field, corrupt wire format) answers UNKNOWN "
+    "(grpc's default for a failing request deserializer), not INVALID_ARGUMENT; the ErrorMappingInterceptor "
+    "(service/api/status.py) does not wrap request_deserializer",
+)
+@pytest.mark.parametrize(
+    "method",
+    [
+        "/reelscan.v1.ScanService/StartScan",
+        "/reelscan.v1.JobService/GetJob",
+        "/reelscan.v1.JobService/ListJobs",
+        "/reelscan.v1.JobService/WatchJob",
+        "/reelscan.v1.LibraryService/ListVideos",
+    ],
+)
+def test_malformed_request_bytes_are_invalid_argument(target: Target, method: str) -> None:
+    for payload in (b"\x0a\x03\xff\xfe\xfd", b"\xff\xff\xff\xff", b"\x0a\x10abc"):
+        if method.endswith("WatchJob"):
+            call = target.client.channel.unary_stream(
+                method, request_serializer=lambda b: b, response_deserializer=lambda b: b
+            )(payload, timeout=10)
+            try:
+                next(call)
+                code = Code.OK
+            except grpc.RpcError as error:
+                code = error.code()  # type: ignore[attr-defined]
+        else:
+            code = outcome(
+                target.client.channel.unary_unary(
+                    method, request_serializer=lambda b: b, response_deserializer=lambda b: b
+                ),
+                payload,
+            )
+        assert code == Code.INVALID_ARGUMENT, f"{method} answered {code.name} to {payload!r}"
+    target.healthy()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: error messages echo client input of any length (paths up to 4096 characters, extensions of any "
+    "length), twice (grpc-message and the google.rpc.Status details), so the trailers outgrow gRPC's default client "
+    "metadata limit (8 KiB soft, 16 KiB hard) and the client gets RESOURCE_EXHAUSTED instead of the real status "
+    "(service/scan/paths.py, service/scan/spec.py, service/scan/library_store.py get_video; or cap centrally in "
+    "service/api/status.py to_rich_status)",
+)
+@pytest.mark.parametrize(
+    ("rpc", "field_name", "value", "want"),
+    [
+        ("StartScan", "extensions", ["q" * 6000], Code.INVALID_ARGUMENT),
+        ("StartScan", "path", "/" + "é" * 4000, Code.PERMISSION_DENIED),
+        ("StartScan", "path", "é" * 4000, Code.INVALID_ARGUMENT),
+        ("GetVideo", "path", "/" + "é" * 4000, Code.NOT_FOUND),
+    ],
+    ids=["extension", "outside-path", "relative-path", "video-path"],
+)
+def test_error_messages_do_not_outgrow_the_client_metadata_limit(
+    target: Target, rpc: str, field_name: str, value: Any, want: Code
+) -> None:
+    if rpc == "StartScan":
+        fields = {"path": str(target.root), field_name: value}
+        code = outcome(target.client.scans.StartScan, scan_service_pb2.StartScanRequest(**fields))
+    else:
+        code = outcome(target.client.library.GetVideo, library_pb2.GetVideoRequest(**{field_name: value}))
+    assert code == want, code.name
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a list page is bounded by item count only: a valid page_size (here 1000) whose response exceeds "
+    "--max-message-bytes fails with RESOURCE_EXHAUSTED on every try instead of returning a shorter page and a "
+    "next_page_token (service/api/library_servicer.py ListVideos; ListJobs and ListScanErrors alike)",
+)
+def test_a_page_larger_than_the_message_limit_is_cut_short(tmp_path: Path, clips: dict[str, Path]) -> None:
+    root = tmp_path / "media"
+    root.mkdir()
+    for i in range(300):
+        os.link(clips["mp4"], root / f"{'n' * 200}-{i:03d}.mp4")
+    server = ServerProcess(tmp_path / "reelscan.db", allow_roots=[root], extra_args=["--max-message-bytes", "65536"])
+    with server, Client(server.address) as client:
+        assert client.scan(root).result.new == 300
+        response = client.library.ListVideos(library_pb2.ListVideosRequest(page_size=1000), timeout=10)
+        assert 0 < len(response.videos) < 300 and response.next_page_token
