@@ -1,12 +1,13 @@
 """Runs the reelscan benchmarks and prints one table; results go to bench/results/latest.json.
 
-Usage: python -m bench [--quick] [--only NAME[,NAME...]] [--json PATH]
+Usage: python -m bench [--quick] [--only NAME[,NAME...]] [--set SIZE=N ...] [--profile DIR] [--json PATH]
 Names: cold_scan, rescan, watch_fanout, unary_qps, latency, cancel, memory (see bench/README.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import sys
 import time
@@ -24,12 +25,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, for iterating (not for the README)")
     parser.add_argument("--only", default="", help="comma-separated benchmark names")
     parser.add_argument("--json", type=Path, default=None, help="where to write results (default: bench/results/)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SIZE=N",
+        help="override one size (see harness.Sizes), e.g. --set watchers=500; repeatable",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="sample every server under test with py-spy into DIR (numbers are then perturbed: not for the table)",
+    )
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()] or list(BENCHMARKS)
     unknown = sorted(set(names) - set(BENCHMARKS))
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
     sizes = Sizes.quick() if args.quick else Sizes.full()
+    for item in args.set:
+        key, _, value = item.partition("=")
+        current = getattr(sizes, key, None)
+        if current is None or not value:
+            parser.error(f"--set {item}: expected SIZE=N with SIZE one of {', '.join(sizes.__dict__)}")
+        sizes = dataclasses.replace(sizes, **{key: type(current)(value)})
+    harness.PROFILE_DIR = args.profile
     ctx = Context(sizes)
     meta = {"environment": harness.environment(), "sizes": sizes.__dict__, "mode": "quick" if args.quick else "full"}
     rows: list[Row] = []
@@ -49,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     meta.update(ctx.meta, seconds=time.perf_counter() - started, failures=failures)
     if args.json is not None:
         out = args.json
-    elif args.quick or args.only:
+    elif args.quick or args.only or args.profile or args.set:
         out = harness.CACHE / "partial.json"  # quick or partial runs never overwrite the committed results
     else:
         out = RESULTS / "latest.json"

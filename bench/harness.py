@@ -11,7 +11,9 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -38,7 +40,8 @@ class Sizes:
     watchers: int  # concurrent WatchJob streams
     fanout_files: int  # the scan they watch (a tree of hard-linked clips, probed cold)
     watch_channels: int  # spread over this many channels
-    qps_seconds: float  # per server, per repetition
+    qps_seconds: float  # per server, per round
+    qps_rounds: int  # alternating rounds per server; the best round of each counts
     qps_concurrency: int  # calls in flight
     latency_idle_calls: int
     cancel_tries: int
@@ -54,7 +57,8 @@ class Sizes:
             watchers=1000,
             fanout_files=10_000,
             watch_channels=10,
-            qps_seconds=4.0,
+            qps_seconds=2.0,
+            qps_rounds=5,
             qps_concurrency=32,
             latency_idle_calls=1000,
             cancel_tries=20,
@@ -71,7 +75,8 @@ class Sizes:
             watchers=100,
             fanout_files=2_000,
             watch_channels=4,
-            qps_seconds=1.5,
+            qps_seconds=1.0,
+            qps_rounds=2,
             qps_concurrency=16,
             latency_idle_calls=300,
             cancel_tries=5,
@@ -227,6 +232,12 @@ def median(samples: Sequence[float]) -> float:
 # --- the server under test ---------------------------------------------------------------------------------------
 
 
+# Set by `python -m bench --profile DIR`: every server under test is sampled by py-spy (collapsed stacks, GIL-holding
+# samples only, so the profile shows what keeps the one event-loop thread busy). Summarize with bench/profile.py.
+PROFILE_DIR: Path | None = None
+_profile_count = 0
+
+
 @contextlib.contextmanager
 def reelscan_server(
     db: Path, roots: Sequence[Path], extra_args: Sequence[str] = (), fresh: bool = True
@@ -237,12 +248,35 @@ def reelscan_server(
     db.parent.mkdir(parents=True, exist_ok=True)
     server = ServerProcess(db, allow_roots=roots, extra_args=list(extra_args))
     server.start(timeout=60)
+    profiler = _start_profiler(server, db.stem) if PROFILE_DIR is not None else None
     try:
         yield server
     finally:
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            try:
+                profiler.wait(30)
+            except subprocess.TimeoutExpired:
+                profiler.kill()
         with contextlib.suppress(Exception):
             server.stop()
         server.kill()
+
+
+def _start_profiler(server: ServerProcess, name: str) -> subprocess.Popen[bytes] | None:
+    global _profile_count
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if server.proc is None or not Path(py_spy).exists():
+        log("  (py-spy not found: pip install py-spy; not profiling)")
+        return None
+    assert PROFILE_DIR is not None
+    PROFILE_DIR.mkdir(parents=True, exist_ok=True)
+    _profile_count += 1
+    out = PROFILE_DIR / f"{_profile_count:02}-{name}.txt"
+    cmd = [py_spy, "record", "--pid", str(server.proc.pid), "--format", "raw", "--rate", "250", "--gil"]
+    cmd += ["--nonblocking", "--output", str(out)]
+    log(f"  profiling server pid {server.proc.pid} -> {out}")
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def remove_db(db: Path) -> None:

@@ -1,7 +1,8 @@
 """4. Unary throughput: GetJob calls per second against reelscan vs a bare grpc.aio echo server (target >= 0.8x).
 
 Both servers are separate processes, driven by the same client harness (grpc.aio, `qps_concurrency` calls in
-flight over 2 channels, for `qps_seconds` after a short warm-up). The echo server returns the very GetJobResponse
+flight over 2 channels, for `qps_seconds` after a short warm-up), in alternating rounds; the best round of each
+counts (neighbours on a shared machine only ever make a round slower). The echo server returns the very GetJobResponse
 reelscan returned for the same (finished) job, so both serialize the same bytes. Each server's CPU use during the
 run is recorded: a server near 1.0 CPU (one GIL) is the bottleneck; one well below it means the client was.
 """
@@ -88,7 +89,7 @@ def run(ctx: Context) -> list[Row]:
         job_id, payload = asyncio.run(_finished_job(server.address))
         response_file.write_bytes(payload)
         with reference.echo_server(response_file) as (echo_address, echo_pid):
-            for i in range(sizes.repeats):
+            for i in range(sizes.qps_rounds):
                 echo.append(measure(echo_address, echo_pid, job_id, sizes.qps_seconds, sizes.qps_concurrency))
                 ours.append(measure(server.address, server.proc.pid, job_id, sizes.qps_seconds, sizes.qps_concurrency))
                 log(f"  GetJob #{i + 1}: echo {echo[-1].qps:.0f} QPS, reelscan {ours[-1].qps:.0f} QPS")
