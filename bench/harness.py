@@ -47,7 +47,8 @@ class Sizes:
     cancel_tries: int
     hung_cancel_tries: int
     ffprobe_sample: int  # the sequential ffprobe loop is slow: time a sample, report files/s
-    repeats: int  # best-of for scan throughput pairs
+    scan_repeats: int  # best-of for the cold scan and rescan pairs (each run is a few seconds)
+    repeats: int  # best-of for the fan-out pairs (each run is longer)
 
     @staticmethod
     def full() -> Sizes:
@@ -55,7 +56,7 @@ class Sizes:
             clips=1000,
             tree_files=100_000,
             watchers=1000,
-            fanout_files=10_000,
+            fanout_files=5_000,
             watch_channels=10,
             qps_seconds=2.0,
             qps_rounds=5,
@@ -63,7 +64,8 @@ class Sizes:
             latency_idle_calls=1000,
             cancel_tries=20,
             hung_cancel_tries=5,
-            ffprobe_sample=150,
+            ffprobe_sample=100,
+            scan_repeats=3,
             repeats=2,
         )
 
@@ -82,6 +84,7 @@ class Sizes:
             cancel_tries=5,
             hung_cancel_tries=2,
             ffprobe_sample=40,
+            scan_repeats=1,
             repeats=1,
         )
 
