@@ -76,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         out = RESULTS / "latest.json"
     harness.write_json(out, rows, meta)
-    print(harness.render_table(rows))
+    table = harness.render_table(rows)
+    out.with_suffix(".txt").write_text(table + "\n")
+    print(table)
     print(f"\n{len(rows)} rows in {meta['seconds']:.0f} s; JSON: {out}")
     missed = [r.benchmark for r in rows if r.met is False]
     if missed:

@@ -168,7 +168,7 @@ def render_table(rows: Sequence[Row]) -> str:
         ref = f"{fmt(row.reference)} {row.unit} ({row.reference_name})" if row.reference is not None else ""
         if row.reference is None and row.reference_name:
             ref = row.reference_name
-        ratio = f"{row.ratio:.2f}x" if row.ratio is not None else ""
+        ratio = "" if row.ratio is None else f"{row.ratio:.3g}x" if row.ratio < 10 else f"{row.ratio:.0f}x"
         met = {True: "yes", False: "NO", None: "" if not row.target else "n/a"}[row.met]
         lines.append((row.benchmark, ours, ref, ratio, row.target, met))
     widths = [max(len(str(line[i])) for line in [header, *lines]) for i in range(len(header))]
