@@ -5,12 +5,18 @@ endless loop must cost one file, not the server and not the rest of the scan. A 
 broken when any worker dies and has no way to kill one hung task. Here each worker is owned individually: a probe
 that overruns its timeout, or whose worker dies, fails alone; that worker is SIGKILLed and a fresh one is spawned.
 
-Each worker is a fresh interpreter (spawn semantics: forking a server that runs gRPC and SQLite threads is
-unsafe), started as an asyncio subprocess running probe_worker.main. Not multiprocessing's spawn context: that
-re-imports the parent's __main__ in every worker, which turns any embedding script without a main guard into a
-crash loop (seen in practice), and its Connection pipes are blocking. asyncio subprocess pipes are non-blocking, so
-the event loop never waits on a worker: requests are small writes into the transport, replies are read by one task
-per worker, and exit statuses come from the child watcher.
+Each worker is a fresh interpreter (spawn semantics: forking a server that runs gRPC and SQLite threads is unsafe),
+started as an asyncio subprocess running probe_worker.main. Not multiprocessing's spawn context: that re-imports
+the parent's __main__ in every worker, which turns any embedding script without a main guard into a crash loop
+(seen in practice), and its Connection pipes are blocking. asyncio subprocess pipes are non-blocking, so the event
+loop never waits on a worker: requests are small writes into the transport, replies are read by one task per
+worker, and exit statuses come from the child watcher.
+
+Pipelining: each worker holds up to PIPELINE_DEPTH requests, so it starts the next file the moment it answers one
+instead of waiting for the server to send it (a probe of a small file takes about a millisecond, about as long as
+that round trip). Files go to the least-loaded worker. The per-file timeout runs only for the file a worker is
+actually on (the head of its queue). When a worker dies, only that head file is blamed; the files queued behind it
+are sent to another worker.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import contextlib
 import itertools
 import logging
 import sys
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -30,25 +37,44 @@ from reelscan.service.scan.prober import ProberUnavailable
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 60.0
+PIPELINE_DEPTH = 2
 _WORKER_COMMAND = "from reelscan.service.scan.probe_worker import main; main()"
 # Consecutive failed start-ups after which probes fail fast instead of waiting for a worker.
 BROKEN_AFTER_FAILURES = 3
 
 
 class WorkerDied(Exception):
-    """The worker process ended (or sent garbage) while a request was outstanding."""
+    """The worker process ended (or sent garbage) while working on this request."""
+
+
+class _ProbeTimedOut(Exception):
+    """This request was the worker's current file for longer than the timeout."""
+
+
+class _Requeue(Exception):
+    """The worker died while this request was still queued behind another: not this file's doing."""
 
 
 class _Worker:
-    """One worker process, its pipes and the task that reads its replies. Runs on the event loop only."""
+    """One worker process, its pipes, its queue of requests and the task that reads its replies.
+    Runs on the event loop only."""
 
-    def __init__(self, probe_delay_s: float, fault_injection: bool, on_death: Callable[[_Worker], None]) -> None:
+    def __init__(
+        self,
+        probe_delay_s: float,
+        fault_injection: bool,
+        timeout_s: float,
+        on_change: Callable[[_Worker], None],
+    ) -> None:
         self._args = (f"{probe_delay_s:g}", "1" if fault_injection else "0")
-        self._on_death = on_death
+        self._timeout_s = timeout_s
+        self._on_change = on_change  # called when the worker becomes ready, frees a slot, or dies
         self.process: asyncio.subprocess.Process | None = None
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._reader: asyncio.Task[None] | None = None
-        self._pending: tuple[int, asyncio.Future[dict[str, Any]]] | None = None
+        # Requests sent and not answered yet, in the order the worker handles them; the head is being probed.
+        self.inflight: deque[tuple[int, asyncio.Future[dict[str, Any]]]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
         self.dead = False
         self.death_reason = ""
         self._reap_task: asyncio.Future[int | None] | None = None
@@ -71,6 +97,10 @@ class _Worker:
     def pid(self) -> int | None:
         return None if self.process is None else self.process.pid
 
+    @property
+    def available(self) -> bool:
+        return self.ready.done() and not self.dead and len(self.inflight) < PIPELINE_DEPTH
+
     async def _read_replies(self) -> None:
         assert self.process is not None and self.process.stdout is not None
         stdout = self.process.stdout
@@ -92,45 +122,71 @@ class _Worker:
         if "ready" in message:
             if not self.ready.done():
                 self.ready.set_result(None)
-        elif self._pending is not None and message.get("id") == self._pending[0]:
-            _, future = self._pending
-            self._pending = None
+                self._on_change(self)
+            return
+        if not self.inflight or message.get("id") != self.inflight[0][0]:
+            self.kill("answered a request it was not working on")
+            return
+        _, future = self.inflight.popleft()
+        if not future.done():
+            future.set_result(message)
+        self._arm_timer()
+        self._on_change(self)
+
+    def _arm_timer(self) -> None:
+        """Starts the per-file timeout for the new head of the queue, if any."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.inflight and not self.dead:
+            self._timer = asyncio.get_running_loop().call_later(self._timeout_s, self._on_timeout)
+
+    def _on_timeout(self) -> None:
+        self._timer = None
+        if self.inflight:
+            _, future = self.inflight.popleft()
             if not future.done():
-                future.set_result(message)
+                future.set_exception(_ProbeTimedOut())
+        self.kill("probe timed out", blame_head=False)  # the timed-out file is already answered
 
     def request(self, request_id: int, path: str) -> asyncio.Future[dict[str, Any]]:
-        """Sends one probe request; the future gets the reply, or WorkerDied."""
-        assert self.process is not None and self.process.stdin is not None and self._pending is None
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        """Queues one probe request on this worker; the future gets the reply or one of the exceptions above."""
+        assert self.process is not None and self.process.stdin is not None
         if self.dead or self.process.stdin.is_closing():
             raise WorkerDied(self.death_reason or "request pipe is closed")
-        # A non-blocking write into the transport's buffer; the idle worker drains it at once.
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        # A non-blocking write into the transport's buffer; a few hundred bytes at most per request.
         self.process.stdin.write(encode_frame({"id": request_id, "path": path}))
-        self._pending = (request_id, future)
+        self.inflight.append((request_id, future))
+        if len(self.inflight) == 1:
+            self._arm_timer()
         return future
 
-    def _mark_dead(self, reason: str) -> None:
+    def _mark_dead(self, reason: str, blame_head: bool = True) -> None:
+        """Fails every request in flight: the head (the file being probed) with WorkerDied when `blame_head`,
+        all others with _Requeue so that their callers send them to another worker."""
         if self.dead:
             return
         self.dead = True
         self.death_reason = reason
-        error = WorkerDied(reason)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if not self.ready.done():
-            self.ready.set_exception(error)
+            self.ready.set_exception(WorkerDied(reason))
             self.ready.exception()  # mark it retrieved: nobody may be awaiting it any more
-        if self._pending is not None:
-            _, future = self._pending
-            self._pending = None
+        for position, (_, future) in enumerate(self.inflight):
             if not future.done():
-                future.set_exception(error)
-        self._on_death(self)
+                future.set_exception(WorkerDied(reason) if position == 0 and blame_head else _Requeue())
+        self.inflight.clear()
+        self._on_change(self)
 
-    def kill(self, reason: str) -> None:
+    def kill(self, reason: str, blame_head: bool = True) -> None:
         """SIGKILLs the worker at once (a plain syscall: safe on the event loop)."""
         if self.process is not None and self.process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.process.kill()
-        self._mark_dead(reason)
+        self._mark_dead(reason, blame_head)
 
     async def reap(self) -> int | None:
         """Waits for the dead process and closes its pipes; returns its exit status (negative: a signal).
@@ -165,7 +221,7 @@ def _describe_exit(code: int | None) -> str:
 
 
 class ProbePool:
-    """Probes files in `size` long-lived worker processes, one file per worker at a time."""
+    """Probes files in `size` long-lived worker processes."""
 
     def __init__(self, size: int, timeout_s: float, probe_delay_s: float = 0.0, fault_injection: bool = False) -> None:
         if size < 1:
@@ -174,9 +230,8 @@ class ProbePool:
         self._timeout_s = timeout_s
         self._probe_delay_s = probe_delay_s
         self._fault_injection = fault_injection
-        # Idle workers; None is a wake-up pill telling waiters to re-check whether the pool is broken or closed.
-        self._idle: asyncio.Queue[_Worker | None] = asyncio.Queue()
         self._workers: set[_Worker] = set()
+        self._changed = asyncio.Event()  # a slot was freed, a worker became ready or died, or the pool closed
         self._tasks: set[asyncio.Task[None]] = set()
         self._ids = itertools.count(1)
         self._failures = 0
@@ -187,7 +242,7 @@ class ProbePool:
 
     @property
     def concurrency(self) -> int:
-        return self._size
+        return self._size * PIPELINE_DEPTH
 
     @property
     def worker_pids(self) -> list[int]:
@@ -203,12 +258,24 @@ class ProbePool:
             self._spawn_soon()
 
     async def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
-        """Waits until every worker is up (for tests and benchmarks that time probes, not start-up)."""
+        """Waits until every worker is up and idle (for tests and benchmarks that time probes, not start-up)."""
         async with asyncio.timeout(timeout_s):
-            while self._idle.qsize() < self._size:
+            while True:
                 if self._broken_reason:
                     raise ProberUnavailable(self._broken_reason)
-                await asyncio.sleep(0.01)
+                idle = [w for w in self._workers if w.ready.done() and not w.dead and not w.inflight]
+                if len(idle) >= self._size:
+                    return
+                self._changed.clear()
+                await self._changed.wait()
+
+    def _notify(self, _: _Worker | None = None) -> None:
+        self._changed.set()
+
+    def _on_worker_change(self, worker: _Worker) -> None:
+        if worker.dead:
+            self._replace(worker)
+        self._notify()
 
     def _spawn_soon(self, delay_s: float = 0.0) -> None:
         if self._closed:
@@ -222,7 +289,7 @@ class ProbePool:
             await asyncio.sleep(delay_s)
         if self._closed:
             return
-        worker = _Worker(self._probe_delay_s, self._fault_injection, self._replace)
+        worker = _Worker(self._probe_delay_s, self._fault_injection, self._timeout_s, self._on_worker_change)
         try:
             self._workers.add(worker)
             await worker.start()
@@ -241,7 +308,7 @@ class ProbePool:
             log.error("%s", reason)
             if self._failures >= BROKEN_AFTER_FAILURES:
                 self._broken_reason = f"{reason}; {self._failures} start-ups in a row failed"
-                self._idle.put_nowait(None)
+                self._notify()
             self._spawn_soon(min(30.0, 0.5 * 2**self._failures))
             return
         self._failures = 0
@@ -249,12 +316,10 @@ class ProbePool:
         if self._closed:
             worker.kill("pool closed")
             await worker.reap()
-            return
-        self._idle.put_nowait(worker)
 
     def _replace(self, worker: _Worker) -> None:
-        """Forgets a dead or killed worker, reaps it in the background and starts a fresh one. Called when any
-        worker dies (busy or idle); a no-op for a worker already replaced or being shut down."""
+        """Forgets a dead or killed worker, reaps it in the background and starts a fresh one. A no-op for a
+        worker already replaced, one that failed to start (retried with back-off) or one being shut down."""
         if worker not in self._workers:
             return
         self._workers.discard(worker)
@@ -271,20 +336,17 @@ class ProbePool:
             log.exception("reaping probe worker %s failed", worker.pid)
 
     async def _acquire(self) -> _Worker:
+        """The least-loaded worker with a free slot, waiting for one if need be."""
         while True:
             if self._closed:
                 raise ProberUnavailable("probe pool is closed")
-            worker = await self._idle.get()
-            if worker is None:
-                if self._closed or self._broken_reason:
-                    self._idle.put_nowait(None)  # pass the pill on to the next waiter
-                    raise ProberUnavailable(self._broken_reason or "probe pool is closed")
-                continue  # a stale pill from a broken spell that has ended
-            if worker.dead:  # died while idle; its replacement is already on the way
-                if worker in self._workers:
-                    self._replace(worker)
-                continue
-            return worker
+            if self._broken_reason and not any(w.ready.done() and not w.dead for w in self._workers):
+                raise ProberUnavailable(self._broken_reason)
+            best = min((w for w in self._workers if w.available), key=lambda w: len(w.inflight), default=None)
+            if best is not None:
+                return best
+            self._changed.clear()
+            await self._changed.wait()
 
     async def probe(self, path: str) -> MediaInfo | ProbeFailure:
         if not self._started:
@@ -295,48 +357,34 @@ class ProbePool:
             try:
                 future = worker.request(next(self._ids), path)
             except WorkerDied:
-                self._replace(worker)
-                continue  # the worker was already dead: not this file's fault, try another
-            outcome = await self._await_reply(worker, future)
-            if isinstance(outcome, ProbeFailure) and outcome.kind is ProbeErrorKind.PROBE_CRASHED and crashes == 0:
-                # A worker can die just before it is handed a file (OOM killer, an operator's kill) without the
-                # pool having seen it yet. Blame the file only if it takes a second, fresh worker down too.
-                crashes += 1
-                continue
-            return outcome
-
-    async def _await_reply(self, worker: _Worker, future: asyncio.Future[dict[str, Any]]) -> MediaInfo | ProbeFailure:
-        try:
-            async with asyncio.timeout(self._timeout_s):
+                continue  # it died since it was chosen: not this file's fault, try another
+            try:
                 reply = await future
-        except TimeoutError:
-            worker.kill("probe timed out")
-            self._replace(worker)
-            return ProbeFailure(
-                ProbeErrorKind.PROBE_TIMEOUT, f"probe did not finish within {self._timeout_s:g} s; worker killed"
-            )
-        except WorkerDied as error:
-            if self._closed:  # killed by close(), not by the file
-                raise ProberUnavailable("probe pool is closed") from error
-            self._replace(worker)
-            code = await worker.reap()
-            return ProbeFailure(ProbeErrorKind.PROBE_CRASHED, f"probe worker died ({error}; {_describe_exit(code)})")
-        except asyncio.CancelledError:
-            if future.done() and not future.cancelled() and future.exception() is None:
-                self._release(worker)  # the reply made it: the worker is idle and healthy
-            else:
-                worker.kill("probe cancelled")  # stop the in-flight probe now, not when it finishes
-                self._replace(worker)
-            raise
-        self._release(worker)
-        return self._outcome(worker, reply)
-
-    def _release(self, worker: _Worker) -> None:
-        if worker.dead or self._closed:
-            if worker in self._workers:
-                self._replace(worker)
-            return
-        self._idle.put_nowait(worker)
+            except _Requeue:
+                continue  # its worker died on another file while this one waited in its queue
+            except _ProbeTimedOut:
+                return ProbeFailure(
+                    ProbeErrorKind.PROBE_TIMEOUT, f"probe did not finish within {self._timeout_s:g} s; worker killed"
+                )
+            except WorkerDied as error:
+                if self._closed:  # killed by close(), not by the file
+                    raise ProberUnavailable("probe pool is closed") from error
+                code = await worker.reap()
+                if crashes == 0:
+                    # A worker can die just before it starts a file (OOM killer, an operator's kill) without the
+                    # pool having seen it yet. Blame the file only if it takes a second, fresh worker down too.
+                    crashes += 1
+                    continue
+                return ProbeFailure(
+                    ProbeErrorKind.PROBE_CRASHED, f"probe worker died ({error}; {_describe_exit(code)})"
+                )
+            except asyncio.CancelledError:
+                if not (future.done() and not future.cancelled() and future.exception() is None):
+                    # Stop the probe now rather than when it finishes; files queued behind it on that worker
+                    # are re-sent elsewhere by their own callers.
+                    worker.kill("probe cancelled", blame_head=False)
+                raise
+            return self._outcome(worker, reply)
 
     def _outcome(self, worker: _Worker, reply: dict[str, Any]) -> MediaInfo | ProbeFailure:
         try:
@@ -345,8 +393,7 @@ class ProbePool:
                 return ProbeFailure(ProbeErrorKind(int(kind)), str(reason))
             return MediaInfo.from_json(reply["info"])
         except (KeyError, TypeError, ValueError) as error:
-            worker.kill(f"sent a malformed reply ({error})")
-            self._replace(worker)
+            worker.kill(f"sent a malformed reply ({error})", blame_head=False)  # this reply was the head's
             return ProbeFailure(ProbeErrorKind.PROBE_CRASHED, "probe worker sent a malformed reply; worker killed")
 
     async def close(self) -> None:
@@ -354,7 +401,7 @@ class ProbePool:
         if self._closed:
             return
         self._closed = True
-        self._idle.put_nowait(None)  # wake anyone waiting for a worker
+        self._notify()  # wake anyone waiting for a worker
         for task in list(self._tasks):
             if task.get_name() == "reelscan-probe-spawn":
                 task.cancel()

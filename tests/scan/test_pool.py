@@ -149,3 +149,31 @@ async def test_close_kills_workers_and_fails_waiters(corpus: Corpus, tmp_path: P
         with pytest.raises(ProberUnavailable):
             await task
     assert not any(psutil.pid_exists(p) for p in pids)
+
+
+async def test_file_queued_behind_a_hang_is_resent_not_blamed(corpus: Corpus, tmp_path: Path) -> None:
+    """With one worker, a second file waits in that worker's queue behind a hanging one (pipelining). When the
+    hang is cut off, only the hanging file fails; the queued one is probed by the replacement worker."""
+    pool = ProbePool(size=1, timeout_s=0.5, fault_injection=True)
+    await pool.start()
+    try:
+        await pool.wait_ready()
+        hang = _copy(corpus.clips["h264_aac"].path, tmp_path / "e-reelscan-hang.mp4")
+        hung, queued = await asyncio.gather(pool.probe(hang), pool.probe(str(corpus.clips["vp9_opus"].path)))
+        assert isinstance(hung, ProbeFailure) and hung.kind is ProbeErrorKind.PROBE_TIMEOUT
+        assert isinstance(queued, MediaInfo)
+        assert pool.replaced == 1
+    finally:
+        await pool.close()
+
+
+async def test_timeout_counts_from_when_the_worker_starts_the_file(corpus: Corpus) -> None:
+    """Queued requests do not eat into their own timeout while they wait for the file ahead of them."""
+    pool = ProbePool(size=1, timeout_s=0.6, probe_delay_s=0.35)
+    await pool.start()
+    try:
+        await pool.wait_ready()
+        outcomes = await asyncio.gather(*(pool.probe(str(c.path)) for c in list(corpus.clips.values())[:3]))
+        assert all(isinstance(o, MediaInfo) for o in outcomes)  # each took 0.35 s, the last finished at ~1.05 s
+    finally:
+        await pool.close()
