@@ -16,6 +16,9 @@ from typing import Any
 from reelscan.service.errors import InvalidArgument
 
 _VERSION = 1
+# Real tokens are well under 200 characters; anything much longer is not one of ours (and bounds the work of
+# decoding hostile input).
+MAX_TOKEN_LENGTH = 1024
 
 
 def fingerprint(filters: Any) -> str:
@@ -31,10 +34,12 @@ def encode(position: list[Any], filters_fingerprint: str) -> str:
 
 def decode(token: str, filters_fingerprint: str) -> list[Any]:
     """Returns the position stored in `token`; InvalidArgument if it is malformed or was issued for other filters."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidArgument("page_token is malformed", field="page_token")
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         data = json.loads(raw)
-    except (binascii.Error, ValueError) as error:
+    except (binascii.Error, ValueError, RecursionError) as error:
         raise InvalidArgument("page_token is malformed", field="page_token") from error
     if not isinstance(data, dict) or data.get("v") != _VERSION or not isinstance(data.get("p"), list):
         raise InvalidArgument("page_token is malformed", field="page_token")

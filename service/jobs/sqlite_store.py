@@ -132,6 +132,9 @@ def _in(column: str, values: Iterable[int]) -> tuple[str, list[int]]:
     return f"{column} IN ({', '.join('?' * len(vals))})", vals
 
 
+SQLITE_INT_MIN, SQLITE_INT_MAX = -(2**63), 2**63 - 1
+
+
 class SqliteJobStore:
     """JobStore on one aiosqlite connection. Use `await SqliteJobStore.open(path)`."""
 
@@ -185,15 +188,18 @@ class SqliteJobStore:
             _params(job),
         )
 
+    # Every read is one execute_fetchall: the rows are fetched in the same call on the connection's thread, so the
+    # statement never stays open across an await. An open SELECT is a read transaction, and a write queued on this
+    # connection meanwhile would run inside it, where SQLite cannot wait for another connection's write lock (the
+    # busy timeout does not apply) and fails at once with "database is locked".
     async def get(self, job_id: str) -> Job | None:
-        async with self._conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)) as cur:
-            row = await cur.fetchone()
-        return _job(row) if row is not None else None
+        rows = await self._conn.execute_fetchall(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+        return _job(next(iter(rows))) if rows else None
 
     async def list_active(self) -> list[Job]:
         where, args = _in("state", (JobState.PENDING, JobState.RUNNING))
-        async with self._conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE {where} ORDER BY ord", args) as cur:
-            return [_job(row) async for row in cur]
+        rows = await self._conn.execute_fetchall(f"SELECT {_COLUMNS} FROM jobs WHERE {where} ORDER BY ord", args)
+        return [_job(row) for row in rows]
 
     async def list_page(
         self, *, states: Collection[JobState], kinds: Collection[JobKind], page_size: int, page_token: str
@@ -214,8 +220,7 @@ class SqliteJobStore:
             args.append(position)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         sql = f"SELECT ord, {_COLUMNS} FROM jobs {where} ORDER BY ord DESC LIMIT ?"
-        async with self._conn.execute(sql, [*args, page_size + 1]) as cur:
-            rows = list(await cur.fetchall())
+        rows = list(await self._conn.execute_fetchall(sql, [*args, page_size + 1]))
         next_token = ""
         if len(rows) > page_size:
             rows = rows[:page_size]
@@ -227,8 +232,7 @@ class SqliteJobStore:
             f"SELECT {_COLUMNS} FROM jobs WHERE finish_time IS NOT NULL AND finish_time < ? "
             f"AND state IN ({_TERMINAL}) ORDER BY finish_time LIMIT ?"
         )
-        async with self._conn.execute(sql, (cutoff, limit)) as cur:
-            return [_job(row) async for row in cur]
+        return [_job(row) for row in await self._conn.execute_fetchall(sql, (cutoff, limit))]
 
     async def delete(self, job_id: str) -> bool:
         cur = await self._conn.execute(f"DELETE FROM jobs WHERE id = ? AND state IN ({_TERMINAL})", (job_id,))
@@ -241,6 +245,11 @@ def _filters_fingerprint(states: Collection[JobState], kinds: Collection[JobKind
 
 def _decode_position(token: str, filters_fp: str) -> int:
     position = tokens.decode(token, filters_fp)
-    if len(position) != 1 or not isinstance(position[0], int) or isinstance(position[0], bool):
+    if (
+        len(position) != 1
+        or not isinstance(position[0], int)
+        or isinstance(position[0], bool)
+        or not SQLITE_INT_MIN <= position[0] <= SQLITE_INT_MAX
+    ):
         raise InvalidArgument("page_token is malformed", field="page_token")
     return position[0]
