@@ -67,6 +67,8 @@ HANDLER_STOP_GRACE_S = 5.0
 # How long close() waits for jobs to stop before giving up on them (they are then recovered at the next start).
 CLOSE_GRACE_S = HANDLER_STOP_GRACE_S + 2.0
 PRUNE_BATCH = 500
+# Back-off between attempts to store a job's final state.
+SAVE_RETRY_DELAYS_S = (0.1, 0.3, 1.0, 3.0)
 
 
 class EngineClosed(Unavailable):
@@ -447,7 +449,7 @@ class JobEngine:
         final = transition(live.snapshot(_mono()), state, now=time.time(), error=error)
         live.busy = True
         try:
-            if not await self._store.save(final):
+            if not await self._save_with_retries(final):
                 log.error("job %s: stored row was already final or gone when storing %s", live.id, state.name)
         except Exception:
             log.exception("job %s: could not store its %s state", live.id, state.name)
@@ -459,6 +461,17 @@ class JobEngine:
         if final.dedup_key and self._dedup.get((final.kind, final.dedup_key)) == live.id:
             del self._dedup[(final.kind, final.dedup_key)]
         live.settled.set()
+
+    async def _save_with_retries(self, job: Job) -> bool:
+        """Stores a final state, retrying transient failures (e.g. a lock held longer than the busy timeout):
+        an end that is announced but not stored would show the job as active again after a restart."""
+        for delay in SAVE_RETRY_DELAYS_S:
+            try:
+                return await self._store.save(job)
+            except Exception as error:  # any store error may be transient; the last attempt raises
+                log.warning("job %s: storing %s failed (%s); retrying in %gs", job.id, job.state.name, error, delay)
+                await asyncio.sleep(delay)
+        return await self._store.save(job)
 
     async def _requeue_for_shutdown(self, live: LiveJob) -> None:
         requeued = requeue_interrupted(live.snapshot(_mono()), now=time.time(), crashed=False)
