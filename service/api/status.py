@@ -21,6 +21,9 @@ from reelscan.service import errors
 log = logging.getLogger(__name__)
 
 ERROR_DOMAIN = "reelscan.v1"
+# Messages may quote client input (paths, extensions). They travel twice in the trailers (grpc-message and the
+# packed google.rpc.Status), and clients refuse trailers over 8-16 KiB by default, so a long one is cut here.
+MAX_MESSAGE_CHARS = 1000
 OWN_SERVICE_PREFIX = "/reelscan.v1."
 
 CODE_OF: dict[type[errors.ReelscanError], grpc.StatusCode] = {
@@ -47,8 +50,13 @@ def rpc_code_of(error: BaseException) -> int:
     return int(code_pb2.INTERNAL)
 
 
+def _clip(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def to_rich_status(error: errors.ReelscanError) -> status_pb2.Status:
     code = status_code_of(error)
+    message = _clip(error.message)
     details = []
     info = error_details_pb2.ErrorInfo(reason=code.name, domain=ERROR_DOMAIN)
     if error.field:
@@ -58,12 +66,12 @@ def to_rich_status(error: errors.ReelscanError) -> status_pb2.Status:
     details.append(packed)
     if error.field and code is grpc.StatusCode.INVALID_ARGUMENT:
         bad = error_details_pb2.BadRequest(
-            field_violations=[error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.message)]
+            field_violations=[error_details_pb2.BadRequest.FieldViolation(field=error.field, description=message)]
         )
         packed = any_pb2.Any()
         packed.Pack(bad)
         details.append(packed)
-    return status_pb2.Status(code=int(code.value[0]), message=error.message, details=details)
+    return status_pb2.Status(code=int(code.value[0]), message=message, details=details)
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: BaseException, method: str) -> None:
@@ -73,8 +81,31 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: BaseExcepti
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(error).__name__}")
 
 
+class _MalformedRequest:
+    """Stands in for a request whose bytes did not parse. grpc answers UNKNOWN when a deserializer raises, so the
+    wrapped deserializer returns this instead and the wrapped handler answers INVALID_ARGUMENT."""
+
+    def __init__(self, error: Exception) -> None:
+        self.reason = f"the request message could not be parsed: {_clip(str(error), 200)}"
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as error:  # DecodeError, or invalid UTF-8 in a string field
+            return _MalformedRequest(error)
+
+    return deserialize
+
+
 def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        if isinstance(request, _MalformedRequest):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
         try:
             return await behavior(request, context)
         except grpc.aio.AbortError:
@@ -87,6 +118,8 @@ def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callabl
 
 def _wrap_stream(behavior: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., AsyncIterator[Any]]:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        if isinstance(request, _MalformedRequest):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
         try:
             async for item in behavior(request, context):
                 yield item
@@ -114,13 +147,13 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 _wrap_unary(handler.unary_unary, method),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 _wrap_stream(handler.unary_stream, method),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler
