@@ -104,9 +104,10 @@ def run(ctx: Context) -> list[Row]:
             "bare grpc.aio echo server",
             target_ratio=0.8,
             note=(
-                f"{sizes.qps_concurrency} calls in flight over {CHANNELS} channels; server CPU reelscan "
-                f"{best.server_cpu:.2f}, echo {ref.server_cpu:.2f}; client CPU {best.client_cpu:.2f} / "
-                f"{ref.client_cpu:.2f}; response {len(payload)} bytes"
+                f"{sizes.qps_concurrency} calls in flight over {CHANNELS} channels; server CPU per call (less "
+                f"noisy than QPS on a shared machine) reelscan {1e6 * best.server_cpu / best.qps:.0f} us, echo "
+                f"{1e6 * ref.server_cpu / ref.qps:.0f} us; server CPU {best.server_cpu:.2f} / {ref.server_cpu:.2f}, "
+                f"client CPU {best.client_cpu:.2f} / {ref.client_cpu:.2f}; response {len(payload)} bytes"
             ),
             extra={"reelscan": [load.__dict__ for load in ours], "echo": [load.__dict__ for load in echo]},
         )
