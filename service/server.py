@@ -18,7 +18,7 @@ from reelscan.service.api.auth import BearerTokenInterceptor, load_token
 from reelscan.service.api.job_servicer import JobServicer
 from reelscan.service.api.library_servicer import LibraryServicer
 from reelscan.service.api.scan_servicer import ScanServicer
-from reelscan.service.api.status import ErrorMappingInterceptor
+from reelscan.service.api.status import add_servicer
 from reelscan.service.config import Settings
 from reelscan.service.jobs.engine import JobEngine
 from reelscan.service.jobs.model import JobKind
@@ -112,11 +112,12 @@ class ReelscanServer:
             interceptors.append(
                 BearerTokenInterceptor(await asyncio.to_thread(load_token, str(settings.auth_token_file)))
             )
-        interceptors.append(ErrorMappingInterceptor())
         server = grpc.aio.server(interceptors=interceptors, options=grpc_options(settings))
-        scan_service_pb2_grpc.add_ScanServiceServicer_to_server(ScanServicer(engine, settings), server)
-        job_service_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(engine), server)
-        library_pb2_grpc.add_LibraryServiceServicer_to_server(LibraryServicer(library, engine), server)
+        # Our services get error mapping wrapped around each handler at registration; health and reflection map
+        # their own errors.
+        add_servicer(scan_service_pb2_grpc.add_ScanServiceServicer_to_server, ScanServicer(engine, settings), server)
+        add_servicer(job_service_pb2_grpc.add_JobServiceServicer_to_server, JobServicer(engine), server)
+        add_servicer(library_pb2_grpc.add_LibraryServiceServicer_to_server, LibraryServicer(library, engine), server)
 
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

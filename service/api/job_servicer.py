@@ -1,7 +1,7 @@
 """JobService: GetJob, ListJobs, CancelJob, DeleteJob, WaitJob, WatchJob over the job engine.
 
 Thin by design: validate the request, call the engine, convert the answer. Domain errors propagate to the
-ErrorMappingInterceptor (api/status.py), which turns them into status codes with details (EngineClosed, raised
+error mapping of api/status.py, which turns them into status codes with details (EngineClosed, raised
 while shutting down, is an Unavailable: clients retry against the restarted server).
 """
 

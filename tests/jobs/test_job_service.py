@@ -15,7 +15,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from reelscan.service.api.job_servicer import JobServicer
-from reelscan.service.api.status import ErrorMappingInterceptor
+from reelscan.service.api.status import add_servicer
 from reelscan.service.errors import PermissionDenied
 from reelscan.service.jobs.engine import JobEngine
 from reelscan.service.jobs.model import JobKind
@@ -48,8 +48,8 @@ class Api:
 async def api(make_engine: EngineFactory) -> AsyncIterator[Api]:
     handler = SteppedHandler(TOTAL)
     engine = await make_engine(handler, max_concurrent=1, max_watchers=4)
-    server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()])
-    job_service_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(engine), server)
+    server = grpc.aio.server()
+    add_servicer(job_service_pb2_grpc.add_JobServiceServicer_to_server, JobServicer(engine), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
