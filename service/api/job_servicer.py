@@ -41,6 +41,21 @@ def _job_id(value: str) -> str:
 class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     def __init__(self, engine: JobEngine) -> None:
         self._engine = engine
+        # WatchJob: the newest JobUpdate per job, shared by all its watchers (one conversion per snapshot, not one
+        # per snapshot per watcher). Keyed by job id; valid while (seq, watcher_count) match.
+        self._updates: dict[str, tuple[int, int, job_pb2.JobUpdate]] = {}
+
+    def _update(self, job: Job) -> job_pb2.JobUpdate:
+        count = self._engine.watcher_count(job.id)
+        cached = self._updates.get(job.id)
+        if cached is not None and cached[0] == job.seq and cached[1] == count:
+            return cached[2]
+        update = job_to_update(job, count)
+        if count > 1 and not job.terminal:
+            self._updates[job.id] = (job.seq, count, update)
+        else:
+            self._updates.pop(job.id, None)
+        return update
 
     def _proto(self, job: Job) -> job_pb2.Job:
         return job_to_proto(job, self._engine.watcher_count(job.id))
@@ -96,6 +111,10 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         job_id = _job_id(request.job_id)
         # aclosing: when the client goes away, gRPC cancels this generator; the watcher must be unregistered at
         # once, not whenever the engine's generator happens to be garbage-collected.
-        async with contextlib.aclosing(self._engine.watch(job_id)) as snapshots:
-            async for job in snapshots:
-                yield job_to_update(job, self._engine.watcher_count(job.id))
+        try:
+            async with contextlib.aclosing(self._engine.watch(job_id)) as snapshots:
+                async for job in snapshots:
+                    yield self._update(job)
+        finally:
+            if self._engine.watcher_count(job_id) == 0:
+                self._updates.pop(job_id, None)  # the last watcher is gone: drop the shared update

@@ -25,7 +25,7 @@ import logging
 import math
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, Collection, Coroutine, Mapping
 from typing import Any
 
@@ -55,6 +55,10 @@ from reelscan.service.jobs.pacing import Throttle
 from reelscan.service.jobs.store import JobStore
 
 log = logging.getLogger(__name__)
+# Each snapshot sent to a watcher costs ~50-80 us of event-loop time (gRPC send): a job's progress updates are spaced
+# so that its watchers together receive at most this many per second, and the job itself keeps the loop.
+MAX_WATCH_MESSAGES_PER_S = 2000
+FINISHED_CACHE_SIZE = 1024
 
 MAX_CRASH_RECOVERIES = 3
 # Progress published after the last checkpoint is not in the store, so after a crash the stored seq may be behind
@@ -112,6 +116,8 @@ class JobEngine:
         self._handlers: dict[JobKind, JobHandler] = {}
         self._hub = WatchHub(max_watchers)
         self._live: dict[str, LiveJob] = {}  # active jobs
+        # Recently read terminal jobs: GetJob/WaitJob on a finished job skip the store (a thread hop per call).
+        self._finished: OrderedDict[str, Job] = OrderedDict()
         self._queue: deque[str] = deque()  # pending job ids, oldest first
         self._running: set[str] = set()
         self._dedup: dict[tuple[JobKind, str], str] = {}  # (kind, dedup_key) -> active job id
@@ -216,9 +222,17 @@ class JobEngine:
         live = self._live.get(job_id)
         if live is not None:
             return live.job
+        job = self._finished.get(job_id)
+        if job is not None:
+            self._finished.move_to_end(job_id)
+            return job
         job = await self._store.get(job_id)
         if job is None:
             raise NotFound(f"job {job_id!r} not found", field="job_id")
+        if job.terminal:  # final: safe to serve from memory until deleted or pruned
+            self._finished[job_id] = job
+            if len(self._finished) > FINISHED_CACHE_SIZE:
+                self._finished.popitem(last=False)
         return job
 
     def watcher_count(self, job_id: str) -> int:
@@ -289,7 +303,9 @@ class JobEngine:
         handler = self._handlers.get(job.kind)
         if handler is not None:
             await handler.on_deleted(job_id)
-        if not await self._store.delete(job_id):
+        deleted = await self._store.delete(job_id)
+        self._finished.pop(job_id, None)  # after the delete: a get() meanwhile may have cached it again
+        if not deleted:
             raise NotFound(f"job {job_id!r} not found", field="job_id")
 
     async def wait(self, job_id: str, timeout_s: float) -> Job:
@@ -340,6 +356,7 @@ class JobEngine:
                     if handler is not None:
                         await handler.on_deleted(job.id)
                     deleted += await self._store.delete(job.id)
+                    self._finished.pop(job.id, None)
                 except Exception:
                     log.exception("could not prune job %s; will retry", job.id)
             pruned += deleted
@@ -410,7 +427,10 @@ class JobEngine:
             live.busy = False
         live.adopt(running)
         live.rate.reset()
-        live.publisher = Throttle(self._publish_interval_s, lambda: self._publish(live))
+        live.publisher = Throttle(
+            lambda: max(self._publish_interval_s, self._hub.count(live.id) / MAX_WATCH_MESSAGES_PER_S),
+            lambda: self._publish(live),
+        )
         live.checkpointer = Throttle(self._checkpoint_interval_s, lambda: self._checkpoint_soon(live))
         live.deadline = asyncio.get_running_loop().call_later(running.timeout_s, self._stop, live, StopReason.TIMEOUT)
         self._hub.publish(running)

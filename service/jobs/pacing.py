@@ -11,8 +11,8 @@ class Throttle:
     """Runs `fn` at most once per `interval_s`: at once when the last run is long enough ago, otherwise once when
     the interval ends. A poke is therefore never lost, only merged with the pokes around it."""
 
-    def __init__(self, interval_s: float, fn: Callable[[], None]) -> None:
-        self._interval = interval_s
+    def __init__(self, interval_s: float | Callable[[], float], fn: Callable[[], None]) -> None:
+        self._interval = interval_s if callable(interval_s) else (lambda: interval_s)
         self._fn = fn
         self._loop = asyncio.get_running_loop()
         self._last = float("-inf")
@@ -21,7 +21,7 @@ class Throttle:
     def poke(self) -> None:
         if self._handle is not None:
             return  # a trailing run is already due and will see the newest state
-        wait = self._last + self._interval - self._loop.time()
+        wait = self._last + self._interval() - self._loop.time()
         if wait <= 0:
             self._run()
         else:
