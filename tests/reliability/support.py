@@ -101,7 +101,7 @@ class Client:
                 # WaitJob answers at once for jobs the engine no longer runs: this one's end was never stored.
                 raise AssertionError(
                     f"job {job_id} is {job_pb2.JobState.Name(response.job.state)} in the store but not running: "
-                    "its end was not stored (known bug: test_load.py::test_job_store_writes_survive_concurrent_reads)"
+                    "its end was never stored (as in test_load.py::test_job_store_writes_survive_concurrent_reads)"
                 )
 
     def scan(self, path: str | Path, seconds: float = 120.0, **fields: Any) -> job_pb2.Job:
