@@ -140,7 +140,7 @@ class _ScanRun:
                 old = pop(path, None)
                 if old is not None and old[1] == size and old[2] == mtime_ns and not force:
                     unchanged += 1
-                    if old[4]:  # was missing
+                    if old[3]:  # was missing
                         self.writer.add_unmissing(path)  # back on disk as it was: no probe needed
                 else:
                     todo.append(_Todo(fs_path, path, size, mtime_ns, old is not None))
@@ -210,7 +210,7 @@ class _ScanRun:
         ]
         if not gone:
             return
-        if self.counts["discovered"] == 0 and any(not entry[4] for entry in gone):
+        if self.counts["discovered"] == 0 and any(not entry[3] for entry in gone):
             # Nothing at all on disk where the library had files: far more likely an unmounted or emptied volume
             # than every file deleted. Marking the whole library missing would be the wrong kind of loud.
             log.warning(
@@ -220,4 +220,4 @@ class _ScanRun:
             )
             return
         self.counts["missing"] = len(gone)
-        await self.library.mark_missing(entry[0] for entry in gone if not entry[4])
+        await self.library.mark_missing(entry[0] for entry in gone if not entry[3])

@@ -68,6 +68,8 @@ CREATE TABLE IF NOT EXISTS videos (
     update_time      REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS videos_dir ON videos (dir);
+-- Covers load_known's range query, so a rescan reads this index alone rather than one table row per file.
+CREATE INDEX IF NOT EXISTS videos_known ON videos (path, size, mtime_ns, missing);
 CREATE INDEX IF NOT EXISTS videos_codec ON videos (video_codec, path);
 CREATE VIRTUAL TABLE IF NOT EXISTS videos_fts USING fts5 (
     file_name, content='videos', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
@@ -160,9 +162,9 @@ def subtree_bounds(root: str) -> tuple[str, str]:
     return prefix, prefix[:-1] + "0"
 
 
-# What the library knew about a path before this scan: (path, size, mtime_ns, failed 0/1, missing 0/1). A plain
-# tuple, straight from SQLite: a rescan loads 100,000 of them, and named tuples would double the cost.
-KnownFile = tuple[str, int, int, int, int]
+# What the library knew about a path before this scan: (path, size, mtime_ns, missing 0/1). A plain tuple,
+# straight from SQLite: a rescan loads 100,000 of them, and named tuples would double the cost.
+KnownFile = tuple[str, int, int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,7 +382,8 @@ class LibraryStore:
 
     async def load_known(self, root: str, recursive: bool) -> dict[str, KnownFile]:
         """Everything the library knows under `root` (directly in it when not recursive), in one query."""
-        columns = "SELECT path, size, mtime_ns, status = 'failed', missing FROM videos"
+        # Failed probes are loaded like any other file: unchanged, they are not probed again either.
+        columns = "SELECT path, size, mtime_ns, missing FROM videos"
         params: tuple[str, ...]
         if recursive:
             low, high = subtree_bounds(root)

@@ -25,6 +25,7 @@ from reelscan.service.scan.paths import within_any
 FoundFile = tuple[str, int, int]
 
 BATCH_SIZE = 1000
+WALK_THREADS = max(2, min(4, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,39 +47,85 @@ def extension_of(name: str) -> str:
     return name[dot + 1 :].lower() if dot > 0 else ""
 
 
+class _Shared:
+    """What the walk threads share: the directories still to list, the directories entered, and the end."""
+
+    def __init__(self, threads: int, stop: threading.Event, emit: Callable[[WalkBatch | BaseException | None], None]):
+        self.cond = threading.Condition()
+        self.pending: list[str] = []  # a stack: depth first keeps the set of pending directories small
+        self.active = 0  # threads listing a directory right now (each may add more)
+        self.visited: set[tuple[int, int]] = set()
+        self.running = threads
+        self.stop = stop
+        self.emit = emit
+
+    def take(self) -> str | None:
+        """The next directory to list, or None when there is none left and none can appear (or on stop)."""
+        with self.cond:
+            while not self.pending and self.active and not self.stop.is_set():
+                self.cond.wait(0.5)
+            if not self.pending or self.stop.is_set():
+                self.cond.notify_all()
+                return None
+            self.active += 1
+            return self.pending.pop()
+
+    def listed(self, subdirectories: list[str]) -> None:
+        with self.cond:
+            self.pending += subdirectories
+            self.active -= 1
+            self.cond.notify_all()
+
+    def enter(self, st: os.stat_result) -> bool:
+        """True the first time a directory (by device and inode) is seen: link and bind-mount loops end."""
+        key = (st.st_dev, st.st_ino)
+        with self.cond:
+            if key in self.visited:
+                return False
+            self.visited.add(key)
+            return True
+
+    def finished(self) -> None:
+        """Called by each thread as it ends; the last one signals the end of the walk."""
+        with self.cond:
+            self.running -= 1
+            last = self.running == 0
+        if last:
+            self.emit(None)
+
+
 class _Walk:
-    """The blocking walk; runs in a worker thread and hands batches to `emit`."""
+    """One walk thread: lists directories taken from the shared stack, hands batches to `emit`."""
 
     def __init__(
         self,
-        root: str,
+        shared: _Shared,
         recursive: bool,
-        extensions: Collection[str],
+        extensions: frozenset[str],
         follow_symlinks: bool,
         allow_roots: Sequence[Path],
-        emit: Callable[[WalkBatch | BaseException | None], None],
-        stop: threading.Event,
         batch_size: int,
     ) -> None:
-        self.root = root
+        self.shared = shared
         self.recursive = recursive
-        self.extensions = frozenset(e.lower().lstrip(".") for e in extensions)
+        self.extensions = extensions
         self.follow = follow_symlinks
         self.allow_roots = allow_roots
-        self.emit = emit
-        self.stop = stop
+        self.emit = shared.emit
+        self.stop = shared.stop
         self.batch_size = batch_size
         self.batch = WalkBatch()
-        self.visited: set[tuple[int, int]] = set()
 
     def run(self) -> None:
         try:
             self._walk()
             if self.batch.files or self.batch.errors:
                 self.emit(self.batch)
-            self.emit(None)
         except BaseException as error:  # hand anything unexpected to the consumer rather than lose it in a thread
+            self.stop.set()
             self.emit(error)
+        finally:
+            self.shared.finished()
 
     def _flush_if_full(self) -> None:
         if len(self.batch.files) + len(self.batch.errors) >= self.batch_size:
@@ -89,32 +136,16 @@ class _Walk:
         self.batch.errors.append(WalkError(path, reason, is_dir))
         self._flush_if_full()
 
-    def _enter(self, path: str, st: os.stat_result) -> bool:
-        key = (st.st_dev, st.st_ino)
-        if key in self.visited:
-            return False
-        self.visited.add(key)
-        return True
-
     def _walk(self) -> None:
-        try:
-            self._enter(self.root, os.stat(self.root))
-        except OSError as error:
-            self._error(self.root, f"cannot read directory: {error.strerror or error}", True)
-            return
-        stack = [self.root]
-        while stack and not self.stop.is_set():
-            directory = stack.pop()
+        while (directory := self.shared.take()) is not None:
+            subdirectories: list[str] = []
             try:
-                entries = os.scandir(directory)
-            except OSError as error:
+                with os.scandir(directory) as entries:
+                    self._list(entries, subdirectories)
+            except OSError as error:  # cannot be opened, or listing failed part-way (I/O error, removed)
                 self._error(directory, f"cannot read directory: {error.strerror or error}", True)
-                continue
-            with entries:
-                try:
-                    self._list(entries, stack)
-                except OSError as error:  # listing failed part-way (I/O error, directory removed)
-                    self._error(directory, f"cannot read directory: {error.strerror or error}", True)
+            finally:
+                self.shared.listed(subdirectories)
 
     def _list(self, entries: Iterator[os.DirEntry[str]], stack: list[str]) -> None:
         # The hot loop of a rescan (once per file of a 100,000-file tree): regular files are recognised from the
@@ -149,7 +180,7 @@ class _Walk:
                     self._visit_link(entry, stack)
                 return
             if entry.is_dir(follow_symlinks=False):
-                if self.recursive and self._enter(entry.path, entry.stat(follow_symlinks=False)):
+                if self.recursive and self.shared.enter(entry.stat(follow_symlinks=False)):
                     stack.append(entry.path)
                 return
             if not wanted:
@@ -173,7 +204,7 @@ class _Walk:
                 self._error(entry.path, f"broken symbolic link: {error.strerror or error}", False)
             return
         if stat.S_ISDIR(st.st_mode):
-            if self.recursive and self._enter(entry.path, st):
+            if self.recursive and self.shared.enter(st):
                 stack.append(entry.path)
             return
         if extension_of(entry.name) in self.extensions:
@@ -209,10 +240,14 @@ async def walk(
     follow_symlinks: bool = False,
     allow_roots: Sequence[Path] = (),
     batch_size: int = BATCH_SIZE,
+    threads: int = WALK_THREADS,
 ) -> AsyncIterator[WalkBatch]:
-    """Yields batches of found files and errors as the walk (in a thread) produces them.
+    """Yields batches of found files and errors as the walk (in threads) produces them, in no particular order.
 
-    Closing the generator early (or cancelling its consumer) stops the thread at its next entry.
+    Several threads list directories in parallel, for file systems where a stat is slow (network shares: each
+    lstat waits on the server and releases the GIL meanwhile). On a local disk with warm caches the walk is
+    bound by Python itself and two threads measure the same as one. Closing the generator early (or
+    cancelling its consumer) stops the threads at their next directory or batch.
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[WalkBatch | BaseException | None] = asyncio.Queue()
@@ -226,9 +261,18 @@ async def walk(
         except RuntimeError:  # the loop is closed: nobody is listening any more
             stop.set()
 
-    walker = _Walk(root, recursive, extensions, follow_symlinks, allow_roots, emit, stop, batch_size)
-    thread = threading.Thread(target=walker.run, name="reelscan-walk", daemon=True)
-    thread.start()
+    shared = _Shared(threads, stop, emit)
+    try:
+        st = await asyncio.to_thread(os.stat, root)
+    except OSError as error:
+        yield WalkBatch(errors=[WalkError(root, f"cannot read directory: {error.strerror or error}", True)])
+        return
+    shared.enter(st)
+    shared.pending.append(root)
+    wanted = frozenset(e.lower().lstrip(".") for e in extensions)
+    for _ in range(threads):
+        walker = _Walk(shared, recursive, wanted, follow_symlinks, allow_roots, batch_size)
+        threading.Thread(target=walker.run, name="reelscan-walk", daemon=True).start()
     try:
         while True:
             item = await queue.get()

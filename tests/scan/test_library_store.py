@@ -177,8 +177,8 @@ async def test_missing_flag_and_unmissing(store: LibraryStore) -> None:
     assert "/m/a/holiday beach.mp4" in await paths_of(store, VideoFilter(include_missing=True))
     assert (await store.get_video(path="/m/a/holiday beach.mp4")).missing
     known = await store.load_known("/m/a", recursive=True)
-    assert known["/m/a/holiday beach.mp4"] == ("/m/a/holiday beach.mp4", 1000, 1, 0, 1)  # (..., failed, missing)
-    assert known["/m/a/broken.mp4"] == ("/m/a/broken.mp4", 10, 1, 1, 0)
+    assert known["/m/a/holiday beach.mp4"] == ("/m/a/holiday beach.mp4", 1000, 1, 1)  # (path, size, mtime, missing)
+    assert known["/m/a/broken.mp4"] == ("/m/a/broken.mp4", 10, 1, 0)  # failed probes are known too
     assert set(known) == {p for p in [*LIBRARY, "/m/a/broken.mp4"] if p.startswith("/m/a/")}
     await store.write_batch(unmissing=["/m/a/holiday beach.mp4"])
     assert not (await store.get_video(path="/m/a/holiday beach.mp4")).missing
