@@ -7,7 +7,6 @@ from typing import Any, TypeAlias
 import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from reelscan.service.api.scan_servicer import unavailable_while_closing
 from reelscan.service.errors import InvalidArgument
 from reelscan.service.jobs.engine import JobEngine
 from reelscan.service.scan.library_store import LibraryStore, ScanErrorRecord, Video, VideoFilter
@@ -152,8 +151,7 @@ class LibraryServicer(library_pb2_grpc.LibraryServiceServicer):
             raise InvalidArgument("job_id is required", field="job_id")
         if len(request.job_id) > MAX_ID_CHARS:
             raise InvalidArgument(f"job_id is longer than {MAX_ID_CHARS} characters", field="job_id")
-        async with unavailable_while_closing(context):
-            await self._engine.get(request.job_id)  # NOT_FOUND for an unknown (or deleted) job
+        await self._engine.get(request.job_id)  # NOT_FOUND for an unknown (or deleted) job
         errors, next_token = await self._library.list_scan_errors(request.job_id, request.page_size, request.page_token)
         return library_pb2.ListScanErrorsResponse(
             errors=[scan_error_to_proto(e) for e in errors], next_page_token=next_token

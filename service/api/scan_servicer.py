@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
 import grpc
 
 from reelscan.service.api.job_convert import job_to_proto
 from reelscan.service.config import Settings
-from reelscan.service.jobs.engine import EngineClosed, JobEngine
+from reelscan.service.jobs.engine import JobEngine
 from reelscan.service.jobs.model import JobKind
 from reelscan.service.scan import paths
 from reelscan.service.scan.spec import ScanSpec, normalize_extensions
 from reelscan.v1 import scan_service_pb2, scan_service_pb2_grpc
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
-
-
-@contextlib.asynccontextmanager
-async def unavailable_while_closing(context: Context) -> AsyncIterator[None]:
-    """A server that is shutting down answers UNAVAILABLE, which clients retry against its successor."""
-    try:
-        yield
-    except EngineClosed as error:
-        await context.abort(grpc.StatusCode.UNAVAILABLE, error.message)
 
 
 class ScanServicer(scan_service_pb2_grpc.ScanServiceServicer):
@@ -46,11 +35,11 @@ class ScanServicer(scan_service_pb2_grpc.ScanServiceServicer):
             follow_symlinks=request.follow_symlinks,
         )
         timeout_s = request.timeout.ToNanoseconds() / 1e9 if request.HasField("timeout") else None
-        async with unavailable_while_closing(context):
-            # One active scan per root: a second request for the same root gets the pending/running job back.
-            job, existing = await self._engine.submit(
-                JobKind.SCAN, spec.to_mapping(), timeout_s=timeout_s, dedup_key=str(root)
-            )
+        # One active scan per root: a second request for the same root gets the pending/running job back.
+        # (During shutdown the engine raises EngineClosed, which the error mapping answers as UNAVAILABLE.)
+        job, existing = await self._engine.submit(
+            JobKind.SCAN, spec.to_mapping(), timeout_s=timeout_s, dedup_key=str(root)
+        )
         return scan_service_pb2.StartScanResponse(
             job=job_to_proto(job, self._engine.watcher_count(job.id)), existing=existing
         )
