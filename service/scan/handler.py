@@ -15,10 +15,11 @@ failures. Unreadable directories are scan errors too, but not files, so not in `
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,7 @@ from reelscan.service.scan.library_store import (
 from reelscan.service.scan.media_info import MediaInfo, ProbeErrorKind, ProbeFailure
 from reelscan.service.scan.prober import Prober, ProberUnavailable
 from reelscan.service.scan.spec import ScanSpec
-from reelscan.service.scan.walker import extension_of, walk
+from reelscan.service.scan.walker import WalkBatch, extension_of, walk
 
 log = logging.getLogger(__name__)
 
@@ -119,16 +120,29 @@ class _ScanRun:
         self.ctx.report(stage=Stage.DISCOVERING, done=0, total=0)
         todo: list[_Todo] = []
         unknown_dirs: list[str] = []
-        counts = self.counts
-        force = self.spec.force
-        known: dict[str, KnownFile] | None = None
-        async for batch in walk(
+        batches = walk(
             self.root,
             recursive=self.spec.recursive,
             extensions=self.spec.extensions,
             follow_symlinks=self.spec.follow_symlinks,
             allow_roots=self.settings.allow_roots,
-        ):
+        )
+        # aclosing: a cancelled scan stops its walk threads now, not whenever the generator is collected.
+        async with contextlib.aclosing(batches):
+            await self._sort(batches, known_task, todo, unknown_dirs)
+        return todo, await known_task, unknown_dirs
+
+    async def _sort(
+        self,
+        batches: AsyncIterator[WalkBatch],
+        known_task: asyncio.Task[dict[str, KnownFile]],
+        todo: list[_Todo],
+        unknown_dirs: list[str],
+    ) -> None:
+        counts = self.counts
+        force = self.spec.force
+        known: dict[str, KnownFile] | None = None
+        async for batch in batches:
             if known is None:
                 known = await known_task
             # Entries found are popped from `known`, so what is left at the end is what the walk did not find.
@@ -157,9 +171,6 @@ class _ScanRun:
                     counts["failed"] += 1
             self.ctx.report(done=counts["discovered"])
             self._publish()
-        if known is None:
-            known = await known_task
-        return todo, known, unknown_dirs
 
     async def _probe(self, todo: list[_Todo]) -> None:
         self.ctx.report(stage=Stage.PROBING, done=0, total=len(todo))

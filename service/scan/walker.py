@@ -15,7 +15,7 @@ import asyncio
 import os
 import stat
 import threading
-from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -241,7 +241,7 @@ async def walk(
     allow_roots: Sequence[Path] = (),
     batch_size: int = BATCH_SIZE,
     threads: int = WALK_THREADS,
-) -> AsyncIterator[WalkBatch]:
+) -> AsyncGenerator[WalkBatch, None]:
     """Yields batches of found files and errors as the walk (in threads) produces them, in no particular order.
 
     Several threads list directories in parallel, for file systems where a stat is slow (network shares: each
