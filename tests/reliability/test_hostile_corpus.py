@@ -187,6 +187,8 @@ def hostile(tmp_path_factory: pytest.TempPathFactory, clips: dict[str, Path]) ->
         else:
             reason = "running as root and setpriv cannot drop CAP_DAC_OVERRIDE: chmod 000 does not deny root reads"
     unreadable = not reason
+    how = "as a non-root user" if not running_as_root() else "through setpriv (root without CAP_DAC_OVERRIDE)"
+    record("hostile corpus: unreadable files and directories tested", how if unreadable else f"no: {reason}")
     want, links = build_tree(root, outside, clips, unreadable)
     args = ["--fault-injection", "--probe-timeout", "1", "--probe-workers", str(PROBE_WORKERS)]
     server = server_cls(base / "reelscan.db", allow_roots=[root, quirks], extra_args=args)
@@ -198,11 +200,12 @@ def hostile(tmp_path_factory: pytest.TempPathFactory, clips: dict[str, Path]) ->
             started = time.monotonic()
             job = client.start(root).job
             health = []
-            while True:
+            while True:  # health checked all along the scan
                 health.append(client.serving())
                 current = client.get(job.id)
                 if current.state not in (job_pb2.JOB_STATE_PENDING, job_pb2.JOB_STATE_RUNNING):
                     break
+                assert time.monotonic() - started < 120, f"the scan did not end: {current}"
                 time.sleep(0.2)
             scan_s = time.monotonic() - started
             errors = client.errors(job.id)
