@@ -152,8 +152,8 @@ class _Walk:
         # directory entry's type without a syscall, and only matching names pay for the lstat that gives size and
         # mtime. Everything else (directories, links, special files) takes the slow path in _visit.
         extensions = self.extensions
-        batch_size = self.batch_size
         files = self.batch.files
+        room = self.batch_size - len(files) - len(self.batch.errors)  # entries until the batch is handed over
         for entry in entries:
             name = entry.name
             dot = name.rfind(".")
@@ -163,15 +163,19 @@ class _Walk:
                     if wanted:
                         st = entry.stat(follow_symlinks=False)
                         files.append((entry.path, st.st_size, st.st_mtime_ns))
-                        if len(files) >= batch_size:
+                        room -= 1
+                        if room <= 0:
                             self._flush_if_full()
                             files = self.batch.files
+                            room = self.batch_size - len(files) - len(self.batch.errors)
                     continue
             except OSError as error:
                 self._error(entry.path, f"cannot stat: {error.strerror or error}", False)
-                continue
-            self._visit(entry, stack, wanted)
-            files = self.batch.files  # _visit may have flushed
+            else:
+                self._visit(entry, stack, wanted)
+            # Slow path taken: it may have added an entry or handed the batch over.
+            files = self.batch.files
+            room = self.batch_size - len(files) - len(self.batch.errors)
 
     def _visit(self, entry: os.DirEntry[str], stack: list[str], wanted: bool) -> None:
         try:

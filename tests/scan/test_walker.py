@@ -158,10 +158,10 @@ async def test_fifo_with_video_name_is_an_error_not_a_file(tree: Path) -> None:
 async def test_many_files_stream_in_batches(tmp_path: Path) -> None:
     root = tmp_path / "many"
     root.mkdir()
-    for i in range(2500):
+    for i in range(1200):
         (root / f"{i:05}.mp4").touch()
-    batches = [b async for b in walk(str(root), extensions=EXTS, batch_size=1000)]
-    assert [len(b.files) for b in batches] == [1000, 1000, 500]
+    batches = [b async for b in walk(str(root), extensions=EXTS, batch_size=500)]
+    assert [len(b.files) for b in batches] == [500, 500, 200]
 
 
 async def test_closing_early_stops_the_thread(tmp_path: Path) -> None:
@@ -179,3 +179,19 @@ async def test_closing_early_stops_the_thread(tmp_path: Path) -> None:
             break
         await asyncio.sleep(0.01)
     assert not any(t.name == "reelscan-walk" for t in threading.enumerate())
+
+
+async def test_many_errors_and_files_interleaved_lose_nothing(tmp_path: Path) -> None:
+    """Errors and files share batches; a batch handed over mid-directory must not be written to afterwards."""
+    root = tmp_path / "mixed"
+    root.mkdir()
+    for i in range(300):
+        (root / f"{i:04}.mp4").touch()
+        os.mkfifo(root / f"{i:04}-fifo.mp4")
+    files: list[FoundFile] = []
+    errors: list[WalkError] = []
+    async for batch in walk(str(root), extensions=EXTS, batch_size=7):
+        assert len(batch.files) + len(batch.errors) <= 7
+        files += batch.files
+        errors += batch.errors
+    assert len(files) == 300 and len(errors) == 300
