@@ -261,3 +261,17 @@ async def test_start_recheck_refuses_a_swapped_symlink(rig: Rig, tmp_path: Path)
     spec = ScanSpec(str(target), True, False, ("mp4",), False)
     with pytest.raises(PermissionDenied):
         await ScanJobHandler(rig.library, rig.pool, settings).run(RecordingContext(spec=spec.to_mapping()))
+
+
+async def test_file_names_that_are_not_utf8(rig: Rig, corpus: Corpus) -> None:
+    """Stored under a readable text form (undecodable bytes as \\xNN), probed from the real name, and found
+    unchanged on the next scan."""
+    real = rig.root / os.fsdecode(b"caf\xe9 \xff.mp4")
+    copy_clip(corpus.clips["h264_aac"].path, real)
+    first = await rig.scan()
+    assert counts(first) == {"discovered": 8, "probed": 8, "new": 6, "failed": 2}
+    video = await rig.library.get_video(path=str(rig.root) + "/caf\\xe9 \\xff.mp4")
+    assert video.file_name == "caf\\xe9 \\xff.mp4" and video.video is not None
+    assert counts(await rig.scan()) == {"discovered": 8, "unchanged": 8}
+    real.unlink()
+    assert counts(await rig.scan())["missing"] == 1
