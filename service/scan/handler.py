@@ -150,7 +150,7 @@ class _ScanRun:
             pop = known.pop
             unchanged = 0
             for fs_path, size, mtime_ns in batch.files:
-                path = fs_path if fs_path.isascii() else db_path(fs_path)
+                path = fs_path if fs_path.isascii() and "\\" not in fs_path else db_path(fs_path)
                 old = pop(path, None)
                 if old is not None and old[1] == size and old[2] == mtime_ns and not force:
                     unchanged += 1

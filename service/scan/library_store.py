@@ -11,8 +11,8 @@ Writes come in batches, one transaction each (executemany), through one writer c
 several scans may run at once and a transaction must not interleave with another's statements. Reads use a second
 connection, so listing never waits behind a scan's write (WAL readers do not block the writer).
 
-Paths are stored as text. A file name that is not valid UTF-8 (Python hands it over with surrogate escapes) is
-stored with its undecodable bytes written as \\xNN: text columns and protobuf strings must be valid UTF-8.
+Paths are stored as text, in db_path's form: the path itself unless it holds a backslash or bytes that are not
+UTF-8 (escaped then, one-to-one): text columns and protobuf strings must be valid UTF-8.
 """
 
 from __future__ import annotations
@@ -145,14 +145,22 @@ _WORD = re.compile(r"\w+")
 
 
 def db_path(fs_path: str) -> str:
-    """The library's (UTF-8) text form of a file-system path; the identity for every valid UTF-8 path."""
-    if fs_path.isascii():
-        return fs_path
-    try:
-        fs_path.encode("utf-8")
-    except UnicodeEncodeError:
-        return fs_path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return fs_path
+    """The library's text form of a file-system path: the path itself, unless it holds a backslash or bytes that
+    are not UTF-8 (which Python hands over as surrogate escapes). Then backslashes are doubled and each
+    undecodable byte is written \\xNN, so that the form is valid UTF-8 (for SQLite text and protobuf strings) and
+    one-to-one: a name that is not UTF-8 never takes the place of a file literally named with its escape.
+    """
+    if "\\" not in fs_path:
+        if fs_path.isascii():
+            return fs_path
+        try:
+            fs_path.encode("utf-8")
+        except UnicodeEncodeError:
+            pass
+        else:
+            return fs_path
+    raw = fs_path.encode("utf-8", "surrogateescape")
+    return raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
 
 
 def subtree_bounds(root: str) -> tuple[str, str]:
@@ -385,11 +393,12 @@ class LibraryStore:
         # Failed probes are loaded like any other file: unchanged, they are not probed again either.
         columns = "SELECT path, size, mtime_ns, missing FROM videos"
         params: tuple[str, ...]
+        root = db_path(root.rstrip("/") or "/")
         if recursive:
             low, high = subtree_bounds(root)
             sql, params = f"{columns} WHERE path > ? AND path < ?", (low, high)
         else:
-            sql, params = f"{columns} WHERE dir = ?", (db_path(root.rstrip("/") or "/"),)
+            sql, params = f"{columns} WHERE dir = ?", (root,)
         async with self._reader.execute(sql, params) as cursor:
             rows = cast(list[KnownFile], await cursor.fetchall())  # row_factory is None: plain tuples
         return {row[0]: row for row in rows}

@@ -184,6 +184,14 @@ def _video_from_json(v: list[Any]) -> VideoInfo:
 # --- normalising helpers shared by both backends -----------------------------------------------------------------
 
 
+def require_media(info: MediaInfo) -> MediaInfo | ProbeFailure:
+    """A file with neither a video nor an audio stream is not media, whatever its header claims: a container
+    header followed by junk opens "successfully" with no streams at all."""
+    if info.video is None and not info.audio:
+        return ProbeFailure(ProbeErrorKind.PROBE_FAILED, "no video or audio stream found")
+    return info
+
+
 def text(value: object) -> str:
     """A tag or name as reelscan stores it: a bounded string, "" for missing."""
     if value is None:

@@ -103,7 +103,7 @@ class FfprobeProber:
                 data = await asyncio.to_thread(json.loads, stdout)
             else:
                 data = json.loads(stdout)
-            return describe(data, st)
+            return mi.require_media(describe(data, st))
         except (ValueError, TypeError, KeyError, AttributeError) as error:
             return ProbeFailure(ProbeErrorKind.PROBE_FAILED, f"unreadable ffprobe output: {error}")
 

@@ -39,7 +39,7 @@ def probe(path: str) -> MediaInfo | ProbeFailure:
         return ProbeFailure(ProbeErrorKind.PROBE_FAILED, _reason(error))
     try:
         with container:
-            return _describe(container, st)
+            return mi.require_media(_describe(container, st))
     except Exception as error:
         return ProbeFailure(ProbeErrorKind.PROBE_FAILED, _reason(error))
 

@@ -159,20 +159,26 @@ class _Walk:
             dot = name.rfind(".")
             wanted = dot > 0 and name[dot + 1 :].lower() in extensions
             try:
-                if entry.is_file(follow_symlinks=False):
-                    if wanted:
+                regular = entry.is_file(follow_symlinks=False)
+            except OSError:
+                regular = False  # type unknown and not stat'able: _visit sorts it out
+            if regular:
+                if wanted:
+                    try:
                         st = entry.stat(follow_symlinks=False)
-                        files.append((entry.path, st.st_size, st.st_mtime_ns))
-                        room -= 1
-                        if room <= 0:
-                            self._flush_if_full()
-                            files = self.batch.files
-                            room = self.batch_size - len(files) - len(self.batch.errors)
-                    continue
-            except OSError as error:
-                self._error(entry.path, f"cannot stat: {error.strerror or error}", False)
-            else:
-                self._visit(entry, stack, wanted)
+                    except OSError as error:
+                        self._error(entry.path, f"cannot stat: {error.strerror or error}", False)
+                        files = self.batch.files  # _error may have handed the batch over
+                        room = self.batch_size - len(files) - len(self.batch.errors)
+                        continue
+                    files.append((entry.path, st.st_size, st.st_mtime_ns))
+                    room -= 1
+                    if room <= 0:
+                        self._flush_if_full()
+                        files = self.batch.files
+                        room = self.batch_size - len(files) - len(self.batch.errors)
+                continue
+            self._visit(entry, stack, wanted)
             # Slow path taken: it may have added an entry or handed the batch over.
             files = self.batch.files
             room = self.batch_size - len(files) - len(self.batch.errors)
@@ -183,12 +189,28 @@ class _Walk:
                 if self.follow:
                     self._visit_link(entry, stack)
                 return
-            if entry.is_dir(follow_symlinks=False):
-                if self.recursive and self.shared.enter(entry.stat(follow_symlinks=False)):
-                    stack.append(entry.path)
+            is_dir = entry.is_dir(follow_symlinks=False)
+        except OSError as error:
+            # The directory entry does not say what it is and it cannot be stat'ed. If it may be a directory, its
+            # subtree is unknown (is_dir), so the library's files below it are not taken for gone.
+            self._error(entry.path, f"cannot stat: {error.strerror or error}", not wanted)
+            return
+        if is_dir:
+            if not self.recursive:
                 return
-            if not wanted:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError as error:
+                # Listed but not stat'able (a parent without search permission, a path beyond PATH_MAX): a
+                # directory that cannot be read, not a failed file.
+                self._error(entry.path, f"cannot read directory: {error.strerror or error}", True)
                 return
+            if self.shared.enter(st):
+                stack.append(entry.path)
+            return
+        if not wanted:
+            return
+        try:
             st = entry.stat(follow_symlinks=False)
         except OSError as error:
             self._error(entry.path, f"cannot stat: {error.strerror or error}", False)

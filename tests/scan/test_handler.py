@@ -7,7 +7,7 @@ import asyncio
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -275,3 +275,44 @@ async def test_file_names_that_are_not_utf8(rig: Rig, corpus: Corpus) -> None:
     assert counts(await rig.scan()) == {"discovered": 8, "unchanged": 8}
     real.unlink()
     assert counts(await rig.scan())["missing"] == 1
+
+
+async def test_unstatable_subdirectory_keeps_its_files(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sub-directory that can be listed but not stat'ed is an unreadable directory: its files are not missing."""
+    from tests.scan.test_walker import _Unstatable
+
+    await rig.scan()
+    real_scandir = os.scandir
+    sub = str(rig.root / "sub")
+
+    class Listing:
+        def __init__(self, path: str) -> None:
+            self._it = real_scandir(path)
+
+        def __enter__(self) -> Listing:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self._it.close()
+
+        def __iter__(self) -> Iterator[object]:
+            for entry in self._it:
+                yield _Unstatable(entry) if entry.path == sub else entry
+
+    monkeypatch.setattr(os, "scandir", Listing)
+    partial = await rig.scan()
+    assert counts(partial) == {"discovered": 4, "unchanged": 4}
+    errors, _ = await rig.library.list_scan_errors(partial.job_id, 10, "")
+    assert [(e.path, e.kind.name) for e in errors] == [(sub, "UNREADABLE")]
+    assert all(not missing for missing in (await rig.listed(include_missing=True)).values())
+
+
+async def test_a_non_utf8_name_and_its_escaped_spelling_are_two_videos(rig: Rig, corpus: Corpus) -> None:
+    twins = rig.root / "twins"
+    copy_clip(corpus.clips["h264_aac"].path, twins / os.fsdecode(b"twin-\xff.mp4"))
+    copy_clip(corpus.clips["mkv_rotated"].path, twins / "twin-\\xff.mp4")  # backslash, x, f, f: valid UTF-8
+    ctx = await rig.scan(twins)
+    assert counts(ctx) == {"discovered": 2, "probed": 2, "new": 2}
+    listed = await rig.listed()
+    assert {p for p in listed if p.startswith("twins/")} == {"twins/twin-\\xff.mp4", "twins/twin-\\\\xff.mp4"}
+    assert counts(await rig.scan(twins)) == {"discovered": 2, "unchanged": 2}

@@ -221,7 +221,10 @@ async def test_scan_errors_pages_and_delete(store: LibraryStore) -> None:
     assert len((await store.list_scan_errors("job-2", 10, ""))[0]) == 1
 
 
-def test_db_path_of_non_utf8_names() -> None:
+def test_db_path_is_one_to_one() -> None:
     assert db_path("/m/a.mp4") == "/m/a.mp4"
-    assert db_path("/m/café.mp4") == "/m/café.mp4"
-    assert db_path("/m/caf\udce9.mp4") == "/m/caf\\xe9.mp4"
+    assert db_path("/m/café.mp4") == "/m/café.mp4"  # valid UTF-8: as is
+    assert db_path("/m/caf\udce9.mp4") == "/m/caf\\xe9.mp4"  # an undecodable byte: escaped
+    assert db_path("/m/caf\\xe9.mp4") == "/m/caf\\\\xe9.mp4"  # a literal backslash: doubled, so no collision
+    names = ["a\udcff", "a\\xff", "a\\\udcff", "a\\\\xff", "a\\", "a\\\\", "a\udcff\\"]
+    assert len({db_path(n) for n in names}) == len(names)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import subprocess
 from pathlib import Path
@@ -181,3 +182,38 @@ async def test_ffprobe_missing_executable_is_a_clear_failure(corpus: Corpus) -> 
     await prober.start()
     with pytest.raises(ProberUnavailable, match="not found"):
         await prober.probe(str(corpus.clips["h264_aac"].path))
+
+
+def _junk_after_headers(directory: Path) -> list[Path]:
+    """Files that start like a container and go on as noise: they open, with no streams at all."""
+    junk = random.Random(5).randbytes(64 * 1024)
+    directory.mkdir(parents=True, exist_ok=True)
+    mp4 = directory / "moov-junk.mp4"
+    mp4.write_bytes(b"\0\0\0\x18ftypisom\0\0\2\0isomiso2" + (len(junk) + 8).to_bytes(4, "big") + b"moov" + junk)
+    avi = directory / "riff-junk.avi"
+    avi.write_bytes(b"RIFF\xf0\xff\xff\xffAVI LIST\x00\xff\xff\xffhdrl" + junk)
+    return [mp4, avi]
+
+
+def test_pyav_header_then_junk_is_a_failure(tmp_path: Path) -> None:
+    for path in _junk_after_headers(tmp_path):
+        outcome = probe_pyav.probe(str(path))
+        assert isinstance(outcome, ProbeFailure) and outcome.kind is ProbeErrorKind.PROBE_FAILED, path.name
+        assert outcome.reason
+
+
+@needs_ffprobe
+async def test_ffprobe_header_then_junk_is_a_failure(tmp_path: Path) -> None:
+    prober = FfprobeProber(concurrency=1, timeout_s=20)
+    for path in _junk_after_headers(tmp_path):
+        outcome = await prober.probe(str(path))
+        assert isinstance(outcome, ProbeFailure) and outcome.kind is ProbeErrorKind.PROBE_FAILED, path.name
+    await prober.close()
+
+
+def test_audio_only_file_is_media(tmp_path: Path) -> None:
+    from tests.media import make_clip
+
+    clip = make_clip(tmp_path / "audio.mp4", video_codec=None)
+    info = probe_pyav.probe(str(clip.path))
+    assert isinstance(info, MediaInfo) and info.video is None and info.audio[0].codec == "aac"
