@@ -17,6 +17,22 @@ Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 MAX_QUERY_CHARS = 1024
 MAX_PATH_CHARS = 4096
 MAX_ID_CHARS = 128
+MAX_DURATION_SECONDS = 315_576_000_000
+DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# Room left in a response for everything but the items: the next page token and field framing.
+_RESPONSE_MARGIN_BYTES = 4096
+
+
+def _fit(items: list[Any], max_bytes: int) -> int:
+    """How many of `items` (messages of a repeated field) fit in a response of `max_bytes`. At least one, so a
+    listing always makes progress."""
+    budget = max_bytes - _RESPONSE_MARGIN_BYTES
+    used = 0
+    for count, item in enumerate(items):
+        used += item.ByteSize() + 8  # field tag and length prefix
+        if used > budget and count > 0:
+            return count
+    return len(items)
 
 
 def _timestamp_ns(ns: int) -> timestamp_pb2.Timestamp | None:
@@ -92,6 +108,9 @@ def _duration_us(request: Any, field: str) -> int | None:
     duration: duration_pb2.Duration = getattr(request, field)
     if duration.seconds < 0 or duration.nanos < 0:
         raise InvalidArgument(f"{field} must not be negative", field=field)
+    # google.protobuf.Duration's documented range; beyond it the microseconds would not fit SQLite's integers.
+    if duration.seconds > MAX_DURATION_SECONDS or duration.nanos > 999_999_999:
+        raise InvalidArgument(f"{field} is out of range (at most 10,000 years)", field=field)
     return int(duration.ToMicroseconds())
 
 
@@ -118,17 +137,24 @@ def video_filter(request: library_pb2.ListVideosRequest) -> VideoFilter:
 
 
 class LibraryServicer(library_pb2_grpc.LibraryServiceServicer):
-    def __init__(self, library: LibraryStore, engine: JobEngine) -> None:
+    def __init__(
+        self, library: LibraryStore, engine: JobEngine, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    ) -> None:
         self._library = library
         self._engine = engine
+        # Pages are cut short (with a next_page_token) rather than outgrow the server's message limit.
+        self._max_message_bytes = max_message_bytes
 
     async def ListVideos(
         self, request: library_pb2.ListVideosRequest, context: Context
     ) -> library_pb2.ListVideosResponse:
-        videos, next_token = await self._library.list_videos(
-            video_filter(request), request.page_size, request.page_token
-        )
-        return library_pb2.ListVideosResponse(videos=[video_to_proto(v) for v in videos], next_page_token=next_token)
+        flt = video_filter(request)
+        videos, next_token = await self._library.list_videos(flt, request.page_size, request.page_token)
+        messages = [video_to_proto(v) for v in videos]
+        keep = _fit(messages, self._max_message_bytes)
+        if keep < len(messages):
+            next_token = self._library.videos_token_after(flt, videos[keep - 1])
+        return library_pb2.ListVideosResponse(videos=messages[:keep], next_page_token=next_token)
 
     async def GetVideo(self, request: library_pb2.GetVideoRequest, context: Context) -> library_pb2.GetVideoResponse:
         which = request.WhichOneof("video")
@@ -153,6 +179,8 @@ class LibraryServicer(library_pb2_grpc.LibraryServiceServicer):
             raise InvalidArgument(f"job_id is longer than {MAX_ID_CHARS} characters", field="job_id")
         await self._engine.get(request.job_id)  # NOT_FOUND for an unknown (or deleted) job
         errors, next_token = await self._library.list_scan_errors(request.job_id, request.page_size, request.page_token)
-        return library_pb2.ListScanErrorsResponse(
-            errors=[scan_error_to_proto(e) for e in errors], next_page_token=next_token
-        )
+        messages = [scan_error_to_proto(e) for e in errors]
+        keep = _fit(messages, self._max_message_bytes)
+        if keep < len(messages):
+            next_token = self._library.scan_errors_token_after(request.job_id, errors[keep - 1])
+        return library_pb2.ListScanErrorsResponse(errors=messages[:keep], next_page_token=next_token)

@@ -8,6 +8,7 @@ import grpc
 
 from reelscan.service.api.job_convert import job_to_proto
 from reelscan.service.config import Settings
+from reelscan.service.errors import InvalidArgument
 from reelscan.service.jobs.engine import JobEngine
 from reelscan.service.jobs.model import JobKind
 from reelscan.service.scan import paths
@@ -15,6 +16,21 @@ from reelscan.service.scan.spec import ScanSpec, normalize_extensions
 from reelscan.v1 import scan_service_pb2, scan_service_pb2_grpc
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+
+
+MAX_TIMEOUT_S = 366 * 24 * 3600.0  # a year: longer is a mistake, and Job.timeout must stay representable
+
+
+def _timeout_s(request: scan_service_pb2.StartScanRequest) -> float | None:
+    if not request.HasField("timeout"):
+        return None
+    duration = request.timeout
+    seconds = duration.seconds + duration.nanos / 1e9
+    if not (duration.seconds >= 0 and duration.nanos >= 0 and seconds > 0):
+        raise InvalidArgument("timeout must be positive", field="timeout")
+    if seconds > MAX_TIMEOUT_S:
+        raise InvalidArgument(f"timeout must be at most {MAX_TIMEOUT_S / 86400:g} days", field="timeout")
+    return seconds
 
 
 class ScanServicer(scan_service_pb2_grpc.ScanServiceServicer):
@@ -34,7 +50,7 @@ class ScanServicer(scan_service_pb2_grpc.ScanServiceServicer):
             extensions=normalize_extensions(list(request.extensions), self._settings.extensions),
             follow_symlinks=request.follow_symlinks,
         )
-        timeout_s = request.timeout.ToNanoseconds() / 1e9 if request.HasField("timeout") else None
+        timeout_s = _timeout_s(request)
         # One active scan per root: a second request for the same root gets the pending/running job back.
         # (During shutdown the engine raises EngineClosed, which the error mapping answers as UNAVAILABLE.)
         job, existing = await self._engine.submit(

@@ -193,6 +193,7 @@ class ScanErrorRecord:
     kind: ProbeErrorKind
     reason: str
     create_time: float
+    id: int = 0  # assigned by the store; orders a job's errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,6 +358,18 @@ def _video_from_row(r: Sequence[Any]) -> Video:
     )
 
 
+SQLITE_MAX_INT = 2**63 - 1
+
+
+def _is_utf8(text: str) -> bool:
+    """Whether SQLite can bind `text` (a token decoded from JSON may hold lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _page_size(value: int) -> int:
     if value < 0:
         raise InvalidArgument(f"page_size must not be negative, got {value}", field="page_size")
@@ -477,7 +490,7 @@ class LibraryStore:
         params: list[Any] = []
         if token:
             position = page_token.decode(token, fingerprint)
-            if len(position) != 1 or not isinstance(position[0], str):
+            if len(position) != 1 or not isinstance(position[0], str) or not _is_utf8(position[0]):
                 raise InvalidArgument("page_token is malformed", field="page_token")
             where.append("path > ?")
             params.append(position[0])
@@ -511,7 +524,7 @@ class LibraryStore:
         async with self._reader.execute(sql, params) as cursor:
             rows = list(await cursor.fetchall())
         videos = [_video_from_row(r) for r in rows[:size]]
-        next_token = page_token.encode([videos[-1].path], fingerprint) if len(rows) > size else ""
+        next_token = self.videos_token_after(flt, videos[-1]) if len(rows) > size else ""
         return videos, next_token
 
     async def get_video(self, *, video_id: str | None = None, path: str | None = None) -> Video:
@@ -537,11 +550,16 @@ class LibraryStore:
     async def list_scan_errors(self, job_id: str, page_size: int, token: str) -> tuple[list[ScanErrorRecord], str]:
         """A page of one job's scan errors in the order they were recorded."""
         size = _page_size(page_size)
-        fingerprint = page_token.fingerprint(["scan_errors", job_id])
+        fingerprint = page_token.fingerprint(["scan_errors", job_id])  # as in scan_errors_token_after
         after = 0
         if token:
             position = page_token.decode(token, fingerprint)
-            if len(position) != 1 or not isinstance(position[0], int) or isinstance(position[0], bool):
+            if (
+                len(position) != 1
+                or not isinstance(position[0], int)
+                or isinstance(position[0], bool)
+                or not 0 <= position[0] <= SQLITE_MAX_INT
+            ):
                 raise InvalidArgument("page_token is malformed", field="page_token")
             after = position[0]
         async with self._reader.execute(
@@ -550,6 +568,15 @@ class LibraryStore:
             (job_id, after, size + 1),
         ) as cursor:
             rows = list(await cursor.fetchall())
-        errors = [ScanErrorRecord(j, p, ProbeErrorKind(k), r, t) for _, j, p, k, r, t in rows[:size]]
-        next_token = page_token.encode([rows[size - 1][0]], fingerprint) if len(rows) > size else ""
+        errors = [ScanErrorRecord(j, p, ProbeErrorKind(k), r, t, i) for i, j, p, k, r, t in rows[:size]]
+        next_token = self.scan_errors_token_after(job_id, errors[-1]) if len(rows) > size else ""
         return errors, next_token
+
+    @staticmethod
+    def videos_token_after(flt: VideoFilter, video: Video) -> str:
+        """The page token that continues a listing right after `video` (for pages cut short by size)."""
+        return page_token.encode([video.path], flt.fingerprint())
+
+    @staticmethod
+    def scan_errors_token_after(job_id: str, error: ScanErrorRecord) -> str:
+        return page_token.encode([error.id], page_token.fingerprint(["scan_errors", job_id]))

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from reelscan.service.errors import InvalidArgument, NotFound
+from reelscan.service.jobs import page_token
 from reelscan.service.scan.library_store import (
     LibraryStore,
     ProbedFile,
@@ -155,6 +156,13 @@ async def test_page_token_errors(store: LibraryStore) -> None:
             await store.list_videos(VideoFilter(), 2, bad)
     with pytest.raises(InvalidArgument, match="page_size"):
         await store.list_videos(VideoFilter(), -1, "")
+    # Positions SQLite cannot bind: a lone surrogate, an integer beyond 64 bits.
+    with pytest.raises(InvalidArgument, match="page_token"):
+        await store.list_videos(VideoFilter(), 2, page_token.encode(["\ud800"], VideoFilter().fingerprint()))
+    for position in (2**64, -1, True, "7"):
+        forged = page_token.encode([position], page_token.fingerprint(["scan_errors", "job-1"]))
+        with pytest.raises(InvalidArgument, match="page_token"):
+            await store.list_scan_errors("job-1", 2, forged)
     videos, _ = await store.list_videos(VideoFilter(), 5000, "")  # capped, not refused
     assert len(videos) == len(LIBRARY)
 

@@ -202,9 +202,17 @@ async def test_other_invalid_fields(api: Api, policy_tree: dict[str, Path]) -> N
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await api.start(base, extensions=["mp4", "../etc"])
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and status_field(info.value) == "extensions"
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await api.start(base, timeout=duration_pb2.Duration(seconds=-5))
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    for timeout in (
+        duration_pb2.Duration(seconds=-5),
+        duration_pb2.Duration(),
+        duration_pb2.Duration(seconds=2**63 - 1),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await api.start(base, timeout=timeout)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, timeout
+        assert status_field(info.value) == "timeout"
+    listing = await api.jobs.ListJobs(job_service_pb2.ListJobsRequest(), timeout=10)  # nothing poisoned
+    assert all(job.timeout.seconds <= 366 * 86400 for job in listing.jobs)
 
 
 async def test_defaults_in_the_stored_spec(api: Api, policy_tree: dict[str, Path]) -> None:

@@ -1,0 +1,81 @@
+"""LibraryServicer in-process: proto conversion, and pages cut short to fit the message size limit."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.protobuf import duration_pb2
+
+from reelscan.service.api.library_servicer import LibraryServicer, video_filter
+from reelscan.service.errors import InvalidArgument
+from reelscan.service.scan.library_store import LibraryStore, ProbedFile, ScanErrorRecord
+from reelscan.service.scan.media_info import AudioInfo, MediaInfo, ProbeErrorKind, VideoInfo
+from reelscan.v1 import library_pb2
+
+
+class FakeEngine:
+    """Only what ListScanErrors asks of the engine: does the job exist."""
+
+    async def get(self, job_id: str) -> object:
+        return object()
+
+
+def many_streams(i: int) -> MediaInfo:
+    audio = tuple(AudioInfo("aac", 2, 48000, f"l{n:02}") for n in range(64))
+    video = VideoInfo("h264", "High", 1920, 1080, 25.0, "yuv420p", 8, 0, "bt709", "bt709", False)
+    return MediaInfo(1000 + i, 1, "mov,mp4,m4a,3gp,3g2,mj2", 10_000_000, 800, video, audio, 64, ("x" * 16,) * 64)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[LibraryStore]:
+    store = await LibraryStore.open(tmp_path / "lib.db")
+    await store.write_batch(
+        [ProbedFile(f"/m/{'n' * 200}-{i:03}.mp4", 1000 + i, 1, many_streams(i)) for i in range(60)],
+        [
+            ScanErrorRecord("job", f"/m/{'e' * 300}-{i:03}.mp4", ProbeErrorKind.PROBE_FAILED, "r" * 256, time.time())
+            for i in range(200)
+        ],
+    )
+    yield store
+    await store.close()
+
+
+async def walk_pages(call: Any, request: Any, field: str, limit: int) -> list[int]:
+    sizes = []
+    while True:
+        response = await call(request, None)
+        assert response.ByteSize() <= limit
+        sizes.append(len(getattr(response, field)))
+        if not response.next_page_token:
+            return sizes
+        request.page_token = response.next_page_token
+
+
+async def test_pages_are_cut_to_the_message_limit(store: LibraryStore) -> None:
+    limit = 64 * 1024
+    servicer = LibraryServicer(store, FakeEngine(), max_message_bytes=limit)  # type: ignore[arg-type]
+    sizes = await walk_pages(servicer.ListVideos, library_pb2.ListVideosRequest(page_size=1000), "videos", limit)
+    assert sum(sizes) == 60 and len(sizes) > 1  # every video once, over several pages that each fit
+    request = library_pb2.ListScanErrorsRequest(job_id="job", page_size=1000)
+    sizes = await walk_pages(servicer.ListScanErrors, request, "errors", limit)
+    assert sum(sizes) == 200 and len(sizes) > 1
+
+
+async def test_big_enough_limit_keeps_whole_pages(store: LibraryStore) -> None:
+    servicer = LibraryServicer(store, FakeEngine())  # type: ignore[arg-type]
+    response = await servicer.ListVideos(library_pb2.ListVideosRequest(page_size=50), None)
+    assert len(response.videos) == 50 and response.next_page_token
+
+
+@pytest.mark.parametrize("field", ["min_duration", "max_duration"])
+def test_duration_filters_beyond_range_are_invalid(field: str) -> None:
+    request = library_pb2.ListVideosRequest()
+    getattr(request, field).CopyFrom(duration_pb2.Duration(seconds=2**62))
+    with pytest.raises(InvalidArgument, match="out of range"):
+        video_filter(request)
+    getattr(request, field).CopyFrom(duration_pb2.Duration(seconds=315_576_000_000))
+    video_filter(request)  # the largest valid Duration is fine
