@@ -64,11 +64,12 @@ class _Worker:
         probe_delay_s: float,
         fault_injection: bool,
         timeout_s: float,
-        on_change: Callable[[_Worker], None],
+        on_change: Callable[[_Worker, bool], None],
     ) -> None:
         self._args = (f"{probe_delay_s:g}", "1" if fault_injection else "0")
         self._timeout_s = timeout_s
-        self._on_change = on_change  # called when the worker becomes ready, frees a slot, or dies
+        # Called as (worker, big): big when it became ready or died, not big when one request was answered.
+        self._on_change = on_change
         self.process: asyncio.subprocess.Process | None = None
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._reader: asyncio.Task[None] | None = None
@@ -122,7 +123,7 @@ class _Worker:
         if "ready" in message:
             if not self.ready.done():
                 self.ready.set_result(None)
-                self._on_change(self)
+                self._on_change(self, True)
             return
         if not self.inflight or message.get("id") != self.inflight[0][0]:
             self.kill("answered a request it was not working on")
@@ -131,7 +132,7 @@ class _Worker:
         if not future.done():
             future.set_result(message)
         self._arm_timer()
-        self._on_change(self)
+        self._on_change(self, False)
 
     def _arm_timer(self) -> None:
         """Starts the per-file timeout for the new head of the queue, if any."""
@@ -179,7 +180,7 @@ class _Worker:
             if not future.done():
                 future.set_exception(WorkerDied(reason) if position == 0 and blame_head else _Requeue())
         self.inflight.clear()
-        self._on_change(self)
+        self._on_change(self, True)
 
     def kill(self, reason: str, blame_head: bool = True) -> None:
         """SIGKILLs the worker at once (a plain syscall: safe on the event loop)."""
@@ -232,6 +233,9 @@ class ProbePool:
         self._fault_injection = fault_injection
         self._workers: set[_Worker] = set()
         self._changed = asyncio.Event()  # a slot was freed, a worker became ready or died, or the pool closed
+        # Probes waiting for a free slot, woken one per freed slot (not all at once: a scan of 1,000 files
+        # awaited together would otherwise wake 1,000 waiters per reply).
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._ids = itertools.count(1)
         self._failures = 0
@@ -269,13 +273,20 @@ class ProbePool:
                 self._changed.clear()
                 await self._changed.wait()
 
-    def _notify(self, _: _Worker | None = None) -> None:
+    def _notify(self, everyone: bool = True) -> None:
         self._changed.set()
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                if not everyone:
+                    return
 
-    def _on_worker_change(self, worker: _Worker) -> None:
+    def _on_worker_change(self, worker: _Worker, big: bool) -> None:
         if worker.dead:
             self._replace(worker)
-        self._notify()
+        # A reply frees one slot: one waiter. A worker that starts or dies changes more: everyone re-checks.
+        self._notify(everyone=big)
 
     def _spawn_soon(self, delay_s: float = 0.0) -> None:
         if self._closed:
@@ -345,8 +356,14 @@ class ProbePool:
             best = min((w for w in self._workers if w.available), key=lambda w: len(w.inflight), default=None)
             if best is not None:
                 return best
-            self._changed.clear()
-            await self._changed.wait()
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._notify(everyone=False)  # woken for a slot it will not take: pass it on
+                raise
 
     async def probe(self, path: str) -> MediaInfo | ProbeFailure:
         if not self._started:
