@@ -116,8 +116,11 @@ class ReelscanServer:
         # Our services get error mapping wrapped around each handler at registration; health and reflection map
         # their own errors.
         add_servicer(scan_service_pb2_grpc.add_ScanServiceServicer_to_server, ScanServicer(engine, settings), server)
-        add_servicer(job_service_pb2_grpc.add_JobServiceServicer_to_server, JobServicer(engine), server)
-        add_servicer(library_pb2_grpc.add_LibraryServiceServicer_to_server, LibraryServicer(library, engine), server)
+        limit = settings.max_message_bytes
+        job_servicer = JobServicer(engine, max_message_bytes=limit)
+        library_servicer = LibraryServicer(library, engine, max_message_bytes=limit)
+        add_servicer(job_service_pb2_grpc.add_JobServiceServicer_to_server, job_servicer, server)
+        add_servicer(library_pb2_grpc.add_LibraryServiceServicer_to_server, library_servicer, server)
 
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

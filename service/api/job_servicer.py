@@ -13,6 +13,7 @@ from typing import Any, TypeAlias
 
 import grpc
 
+from reelscan.service.api import paging
 from reelscan.service.api.job_convert import job_to_proto, job_to_update, kinds_from_proto, states_from_proto
 from reelscan.service.errors import InvalidArgument
 from reelscan.service.jobs.engine import JobEngine
@@ -39,8 +40,9 @@ def _job_id(value: str) -> str:
 
 
 class JobServicer(job_service_pb2_grpc.JobServiceServicer):
-    def __init__(self, engine: JobEngine) -> None:
+    def __init__(self, engine: JobEngine, *, max_message_bytes: int = paging.DEFAULT_MAX_MESSAGE_BYTES) -> None:
         self._engine = engine
+        self._max_message_bytes = max_message_bytes
         # WatchJob: the newest JobUpdate per job, shared by all its watchers (one conversion per snapshot, not one
         # per snapshot per watcher). Keyed by job id; valid while (seq, watcher_count) match.
         self._updates: dict[str, tuple[int, int, job_pb2.JobUpdate]] = {}
@@ -75,7 +77,15 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         jobs, next_token = await self._engine.list(
             states=states, kinds=kinds, page_size=page_size, page_token=request.page_token
         )
-        return job_service_pb2.ListJobsResponse(jobs=[self._proto(j) for j in jobs], next_page_token=next_token)
+        messages = [self._proto(j) for j in jobs]
+        keep = paging.fit(messages, self._max_message_bytes)
+        if keep < len(messages):
+            # Too big by bytes: ask again for exactly the jobs that fit, which yields the token after the last one.
+            jobs, next_token = await self._engine.list(
+                states=states, kinds=kinds, page_size=keep, page_token=request.page_token
+            )
+            messages = [self._proto(j) for j in jobs]
+        return job_service_pb2.ListJobsResponse(jobs=messages, next_page_token=next_token)
 
     async def CancelJob(
         self, request: job_service_pb2.CancelJobRequest, context: Context

@@ -22,9 +22,10 @@ from reelscan.service import errors
 log = logging.getLogger(__name__)
 
 ERROR_DOMAIN = "reelscan.v1"
-# Messages may quote client input (paths, extensions). They travel twice in the trailers (grpc-message and the
-# packed google.rpc.Status), and clients refuse trailers over 8-16 KiB by default, so a long one is cut here.
-MAX_MESSAGE_CHARS = 1000
+# Messages may quote client input (paths, extensions). They travel in the trailers twice or three times
+# (grpc-message, percent-encoded: up to 3 bytes per byte; and base64 in the packed google.rpc.Status, with the
+# BadRequest description), and clients refuse trailers over 8-16 KiB by default, so a long one is cut here, by bytes.
+MAX_MESSAGE_BYTES = 600
 
 CODE_OF: dict[type[errors.ReelscanError], grpc.StatusCode] = {
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
@@ -50,8 +51,12 @@ def rpc_code_of(error: BaseException) -> int:
     return int(code_pb2.INTERNAL)
 
 
-def _clip(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _clip(text: str, limit: int = MAX_MESSAGE_BYTES) -> str:
+    """`text` cut to at most `limit` UTF-8 bytes (on a character boundary), marked with an ellipsis if cut."""
+    encoded = text.encode("utf-8", "surrogateescape")
+    if len(encoded) <= limit:
+        return text
+    return encoded[: limit - 3].decode("utf-8", "ignore") + "…"
 
 
 def to_rich_status(error: errors.ReelscanError) -> status_pb2.Status:
