@@ -18,7 +18,7 @@ _FUZZ = {
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     "print_blob": True,
 }
-settings.register_profile("reliability-fuzz", max_examples=400, **_FUZZ)  # type: ignore[arg-type]
+settings.register_profile("reliability-fuzz", max_examples=600, **_FUZZ)  # type: ignore[arg-type]
 settings.register_profile("reliability-fuzz-soak", max_examples=4000, **_FUZZ)  # type: ignore[arg-type]
 
 

@@ -159,6 +159,19 @@ class Client:
         return self.health_status() == health_pb2.HealthCheckResponse.SERVING
 
 
+def library_path(path: bytes | str | Path) -> str:
+    """How the library names a file (Video.path): the path itself, unless it holds a backslash or bytes that are not
+    UTF-8; then backslashes are doubled and each undecodable byte is written \\xNN (one-to-one, valid UTF-8)."""
+    raw = os.fsencode(path)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    if text and "\\" not in text:
+        return text
+    return raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
+
+
 def library_snapshot(videos: Iterable[library_pb2.Video]) -> dict[str, dict[str, Any]]:
     """Path -> every metadata field of the video, without ids and timestamps of when it was probed."""
     snapshot: dict[str, dict[str, Any]] = {}

@@ -30,6 +30,7 @@ from tests.reliability.support import (
     Client,
     UnprivilegedServer,
     can_drop_dac_override,
+    library_path,
     probe_workers,
     record,
     running_as_root,
@@ -48,12 +49,6 @@ PROBE_WORKERS = 2
 JUNK_BYTES = 5 * 1024 * 1024
 
 
-def lib_path(path: bytes | str | Path) -> str:
-    """How the library names a file: its path as text, bytes that are not UTF-8 written as \\xNN."""
-    raw = os.fsencode(path)
-    return raw.decode("utf-8", "backslashreplace")
-
-
 @dataclass
 class Expectation:
     """What a scan of the tree must report."""
@@ -64,12 +59,12 @@ class Expectation:
     walk_errors: set[str] = field(default_factory=set)  # files that fail before probing (recorded on every scan)
 
     def good_file(self, path: bytes | str | Path) -> None:
-        self.good.add(lib_path(path))
+        self.good.add(library_path(path))
 
     def bad_file(self, path: bytes | str | Path, kind: int, *, at_walk: bool = False) -> None:
-        self.bad[lib_path(path)] = kind
+        self.bad[library_path(path)] = kind
         if at_walk:
-            self.walk_errors.add(lib_path(path))
+            self.walk_errors.add(library_path(path))
 
 
 def build_tree(root: Path, outside: Path, clips: dict[str, Path], unreadable: bool) -> tuple[Expectation, Path]:
@@ -317,15 +312,11 @@ def test_unreadable_files_and_directories(hostile: HostileRun) -> None:
     assert "ermission denied" in by_path[str(root / "locked" / "nosearch" / "unstatable.mp4")].reason
 
 
-# --- bugs found: each test states the correct behaviour and fails until the bug is fixed ---------------------------
+# --- regression tests of bugs this suite found, since fixed ---------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a container header followed by junk (MP4 box, RIFF/AVI) probes as a 'video' with no streams at all "
-    "and is stored in the library instead of being a scan error (service/scan/probe_pyav.py _describe)",
-)
 def test_a_container_header_followed_by_junk_is_a_scan_error(hostile: HostileRun, clips: dict[str, Path]) -> None:
+    """Was stored as a 'video' with no streams at all (container format only); now a probe failure."""
     directory = hostile.quirks / "headers"
     directory.mkdir()
     junk = random.Random(5).randbytes(JUNK_BYTES)
@@ -343,32 +334,27 @@ def test_a_container_header_followed_by_junk_is_a_scan_error(hostile: HostileRun
     assert all(e.kind == PROBE_FAILED and e.reason for e in errors.values())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a file whose name is not UTF-8 and a file whose name is that name's \\xNN spelling get the same "
-    "library path (service/scan/library_store.py db_path), so one overwrites the other: two files, one video",
-)
 def test_a_non_utf8_name_and_its_escaped_spelling_are_two_videos(hostile: HostileRun, clips: dict[str, Path]) -> None:
+    """Both got the same library path, so one overwrote the other (two files, one video); now one-to-one."""
     directory = hostile.quirks / "twins"
     directory.mkdir()
     shutil.copyfile(clips["mp4"], os.fsencode(directory) + b"/twin-\xff.mp4")
     copy_clip(clips["mkv"], directory / "twin-\\xff.mp4")  # a backslash, 'x', 'f', 'f': valid UTF-8
     with Client(hostile.server.address, timeout=30) as client:
         job = client.scan(directory)
-        videos = client.videos(path_prefix=str(directory))
+        videos = {v.path: v.container_format for v in client.videos(path_prefix=str(directory))}
     assert job.state == job_pb2.JOB_STATE_SUCCEEDED and job.result.new == 2
-    assert len(videos) == 2, [(v.path, v.container_format) for v in videos]
+    assert videos == {
+        library_path(os.fsencode(directory) + b"/twin-\xff.mp4"): "mov,mp4,m4a,3gp,3g2,mj2",
+        library_path(directory / "twin-\\xff.mp4"): "matroska,webm",
+    }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a sub-directory that can be listed but not stat'ed (parent without search permission, or a path "
-    "longer than PATH_MAX) is recorded as a failed *file*, not as an unreadable directory, so the files the library "
-    "knows below it are marked missing although they are still there (service/scan/walker.py _visit)",
-)
 def test_a_directory_that_cannot_be_statted_does_not_mark_its_files_missing(
     hostile: HostileRun, clips: dict[str, Path]
 ) -> None:
+    """A sub-directory that can be listed but not stat'ed (parent without search permission) was recorded as a
+    failed *file*, so the files the library knew below it were marked missing; now an unreadable directory."""
     if not hostile.unreadable:
         pytest.skip(hostile.unreadable_skip_reason)
     top = hostile.quirks / "nosearch"
