@@ -16,9 +16,9 @@ from typing import Any
 from reelscan.service.errors import InvalidArgument
 
 _VERSION = 1
-# Real tokens are well under 200 characters; anything much longer is not one of ours (and bounds the work of
-# decoding hostile input).
-MAX_TOKEN_LENGTH = 1024
+# The longest real token holds a 4096-byte path, escaped (non-UTF-8 bytes take 4 characters) and base64-encoded:
+# about 22 KB. Anything longer is not one of ours, and the bound caps the work of decoding hostile input.
+MAX_TOKEN_LENGTH = 32 * 1024
 
 
 def fingerprint(filters: Any) -> str:

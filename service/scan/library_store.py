@@ -533,7 +533,9 @@ class LibraryStore:
         params: list[Any]
         if video_id is not None:
             field, what = "id", f"video {video_id!r}"
-            if not video_id.isdigit() or len(video_id) > 18:  # ids are opaque to clients; a malformed one is unknown
+            # Ids are opaque to clients: a malformed one is simply unknown. ASCII only: str.isdigit() also accepts
+            # other scripts' digits, which int() maps onto real ids (or rejects, for superscripts).
+            if not (video_id.isascii() and video_id.isdigit()) or len(video_id) > 18:
                 raise NotFound(f"{what} not found", field=field)
             sql, params = f"{_VIDEO_SELECT} WHERE id = ? AND status = 'ok'", [int(video_id)]
         elif path is not None:
