@@ -239,7 +239,7 @@ async def test_cancel_keeps_partial_results(tmp_path: Path, corpus: Corpus) -> N
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert time.monotonic() - start < 0.5
+        assert time.monotonic() - start < 1.0  # "well under a second" (the bench measures it: tens of ms)
         assert not busy & set(pool.worker_pids)  # the workers probing at the moment were killed
         probed = ctx.result["probed"]
         assert 3 <= probed < 12

@@ -83,7 +83,18 @@ async def test_crash_costs_one_file(pool: ProbePool, corpus: Corpus, tmp_path: P
     assert isinstance(await pool.probe(good[0]), MediaInfo)
 
 
-async def test_cancel_kills_in_flight_probes_promptly(pool: ProbePool, corpus: Corpus, tmp_path: Path) -> None:
+async def test_cancel_kills_in_flight_probes_promptly(corpus: Corpus, tmp_path: Path) -> None:
+    # A long probe timeout: only killing the workers can end these probes quickly.
+    pool = ProbePool(size=2, timeout_s=60.0, fault_injection=True)
+    await pool.start()
+    await pool.wait_ready()
+    try:
+        await _cancel_hung_probes(pool, corpus, tmp_path)
+    finally:
+        await pool.close()
+
+
+async def _cancel_hung_probes(pool: ProbePool, corpus: Corpus, tmp_path: Path) -> None:
     hangs = [_copy(corpus.clips["h264_aac"].path, tmp_path / f"{i}-reelscan-hang.mp4") for i in range(2)]
     busy = set(pool.worker_pids)
     tasks = [asyncio.create_task(pool.probe(p)) for p in hangs]
@@ -94,7 +105,7 @@ async def test_cancel_kills_in_flight_probes_promptly(pool: ProbePool, corpus: C
     results = await asyncio.gather(*tasks, return_exceptions=True)
     elapsed = time.monotonic() - start
     assert all(isinstance(r, asyncio.CancelledError) for r in results)
-    assert elapsed < 0.5
+    assert elapsed < 1.0  # "well under a second": the hung probes were killed, not waited for (timeout 60 s)
     # The stuck workers are gone (SIGKILL), not left probing in the background.
     for _ in range(100):
         if not any(_alive(p) for p in busy):

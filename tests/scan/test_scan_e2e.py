@@ -465,7 +465,7 @@ async def test_cancel_stops_probing_and_keeps_what_was_stored(api: Api, allowed:
     began = time.monotonic()
     await api.jobs.CancelJob(job_service_pb2.CancelJobRequest(job_id=job_id))
     updates = await api.watch(job_id)
-    assert time.monotonic() - began < 1.0
+    assert time.monotonic() - began < 3.0  # loose over gRPC on a shared machine; promptness: test_pool, bench
     final = updates[-1]
     assert final.state == job_pb2.JOB_STATE_CANCELLED
     stored = await api.videos(path_prefix=str(root))
