@@ -174,7 +174,14 @@ async def test_get_video_by_id_and_path(store: LibraryStore) -> None:
     assert by_path.audio == (AudioInfo("aac", 2, 48000, "eng"),)
     assert by_path.subtitle_languages == ("fra",)
     assert await store.get_video(video_id=by_path.id) == by_path
-    for kwargs in ({"video_id": "999999"}, {"video_id": "abc"}, {"path": "/m/a/broken.mp4"}, {"path": "/x"}):
+    for kwargs in (
+        {"video_id": "999999"},
+        {"video_id": "abc"},
+        {"video_id": "²"},
+        {"video_id": "\u0661"},
+        {"path": "/m/a/broken.mp4"},
+        {"path": "/x"},
+    ):
         with pytest.raises(NotFound):
             await store.get_video(**kwargs)  # type: ignore[arg-type]
 
