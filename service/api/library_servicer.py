@@ -7,6 +7,7 @@ from typing import Any, TypeAlias
 import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
 
+from reelscan.service.api import paging
 from reelscan.service.errors import InvalidArgument
 from reelscan.service.jobs.engine import JobEngine
 from reelscan.service.scan.library_store import LibraryStore, ScanErrorRecord, Video, VideoFilter
@@ -18,21 +19,6 @@ MAX_QUERY_CHARS = 1024
 MAX_PATH_CHARS = 4096
 MAX_ID_CHARS = 128
 MAX_DURATION_SECONDS = 315_576_000_000
-DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
-# Room left in a response for everything but the items: the next page token and field framing.
-_RESPONSE_MARGIN_BYTES = 4096
-
-
-def _fit(items: list[Any], max_bytes: int) -> int:
-    """How many of `items` (messages of a repeated field) fit in a response of `max_bytes`. At least one, so a
-    listing always makes progress."""
-    budget = max_bytes - _RESPONSE_MARGIN_BYTES
-    used = 0
-    for count, item in enumerate(items):
-        used += item.ByteSize() + 8  # field tag and length prefix
-        if used > budget and count > 0:
-            return count
-    return len(items)
 
 
 def _timestamp_ns(ns: int) -> timestamp_pb2.Timestamp | None:
@@ -138,7 +124,7 @@ def video_filter(request: library_pb2.ListVideosRequest) -> VideoFilter:
 
 class LibraryServicer(library_pb2_grpc.LibraryServiceServicer):
     def __init__(
-        self, library: LibraryStore, engine: JobEngine, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+        self, library: LibraryStore, engine: JobEngine, *, max_message_bytes: int = paging.DEFAULT_MAX_MESSAGE_BYTES
     ) -> None:
         self._library = library
         self._engine = engine
@@ -151,7 +137,7 @@ class LibraryServicer(library_pb2_grpc.LibraryServiceServicer):
         flt = video_filter(request)
         videos, next_token = await self._library.list_videos(flt, request.page_size, request.page_token)
         messages = [video_to_proto(v) for v in videos]
-        keep = _fit(messages, self._max_message_bytes)
+        keep = paging.fit(messages, self._max_message_bytes)
         if keep < len(messages):
             next_token = self._library.videos_token_after(flt, videos[keep - 1])
         return library_pb2.ListVideosResponse(videos=messages[:keep], next_page_token=next_token)
@@ -180,7 +166,7 @@ class LibraryServicer(library_pb2_grpc.LibraryServiceServicer):
         await self._engine.get(request.job_id)  # NOT_FOUND for an unknown (or deleted) job
         errors, next_token = await self._library.list_scan_errors(request.job_id, request.page_size, request.page_token)
         messages = [scan_error_to_proto(e) for e in errors]
-        keep = _fit(messages, self._max_message_bytes)
+        keep = paging.fit(messages, self._max_message_bytes)
         if keep < len(messages):
             next_token = self._library.scan_errors_token_after(request.job_id, errors[keep - 1])
         return library_pb2.ListScanErrorsResponse(errors=messages[:keep], next_page_token=next_token)
