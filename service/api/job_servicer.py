@@ -8,6 +8,7 @@ while shutting down, is an Unavailable: clients retry against the restarted serv
 from __future__ import annotations
 
 import contextlib
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
@@ -27,6 +28,7 @@ MAX_WAIT_S = 3600.0
 # WaitJob answers this much before the caller's deadline, so its reply arrives before the client gives up.
 DEADLINE_MARGIN_S = 0.1
 MAX_JOB_ID_LENGTH = 128
+FINISHED_RESPONSE_CACHE_SIZE = 1024
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
@@ -46,6 +48,9 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         # WatchJob: the newest JobUpdate per job, shared by all its watchers (one conversion per snapshot, not one
         # per snapshot per watcher). Keyed by job id; valid while (seq, watcher_count) match.
         self._updates: dict[str, tuple[int, int, job_pb2.JobUpdate]] = {}
+        # GetJob on a finished job (polling clients, dashboards): the job no longer changes, so its response is
+        # built once and reused while its watcher count is the same. Bounded LRU.
+        self._finished_responses: OrderedDict[str, tuple[int, int, job_service_pb2.GetJobResponse]] = OrderedDict()
 
     def _update(self, job: Job) -> job_pb2.JobUpdate:
         count = self._engine.watcher_count(job.id)
@@ -64,7 +69,18 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
 
     async def GetJob(self, request: job_service_pb2.GetJobRequest, context: Context) -> job_service_pb2.GetJobResponse:
         job = await self._engine.get(_job_id(request.job_id))
-        return job_service_pb2.GetJobResponse(job=self._proto(job))
+        if not job.terminal:
+            return job_service_pb2.GetJobResponse(job=self._proto(job))
+        count = self._engine.watcher_count(job.id)
+        cached = self._finished_responses.get(job.id)
+        if cached is not None and cached[0] == job.seq and cached[1] == count:
+            self._finished_responses.move_to_end(job.id)
+            return cached[2]
+        response = job_service_pb2.GetJobResponse(job=job_to_proto(job, count))
+        self._finished_responses[job.id] = (job.seq, count, response)
+        if len(self._finished_responses) > FINISHED_RESPONSE_CACHE_SIZE:
+            self._finished_responses.popitem(last=False)
+        return response
 
     async def ListJobs(
         self, request: job_service_pb2.ListJobsRequest, context: Context
@@ -96,7 +112,9 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     async def DeleteJob(
         self, request: job_service_pb2.DeleteJobRequest, context: Context
     ) -> job_service_pb2.DeleteJobResponse:
-        await self._engine.delete(_job_id(request.job_id))
+        job_id = _job_id(request.job_id)
+        await self._engine.delete(job_id)
+        self._finished_responses.pop(job_id, None)
         return job_service_pb2.DeleteJobResponse()
 
     async def WaitJob(
