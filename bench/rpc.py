@@ -8,7 +8,8 @@ from typing import Any
 
 import grpc
 
-from reelscan.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc, scan_service_pb2, scan_service_pb2_grpc
+from reelscan.v1 import job_pb2, job_service_pb2, scan_service_pb2
+from tests.helpers.stubs import Stubs
 
 TERMINAL = frozenset(
     {job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELLED, job_pb2.JOB_STATE_TIMED_OUT}
@@ -36,12 +37,6 @@ class ScanRun:
         """start_time -> finish_time as the server recorded them (running time, without queueing)."""
         job = self.last.job
         return float(job.finish_time.ToNanoseconds() - job.start_time.ToNanoseconds()) / 1e9
-
-
-class Stubs:
-    def __init__(self, channel: grpc.aio.Channel) -> None:
-        self.scans = scan_service_pb2_grpc.ScanServiceStub(channel)
-        self.jobs = job_service_pb2_grpc.JobServiceStub(channel)
 
 
 def channel(address: str) -> grpc.aio.Channel:

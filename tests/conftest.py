@@ -8,8 +8,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from reelscan.v1 import job_service_pb2_grpc, library_pb2_grpc, scan_service_pb2_grpc
 from tests.helpers.server import ServerProcess
+from tests.helpers.stubs import Stubs
 
 
 @pytest.fixture
@@ -31,13 +31,6 @@ def server(tmp_path: Path, media_root: Path) -> Iterator[ServerProcess]:
 async def channel(server: ServerProcess) -> AsyncIterator[grpc.aio.Channel]:
     async with grpc.aio.insecure_channel(server.address) as chan:
         yield chan
-
-
-class Stubs:
-    def __init__(self, channel: grpc.aio.Channel) -> None:
-        self.scans = scan_service_pb2_grpc.ScanServiceStub(channel)
-        self.jobs = job_service_pb2_grpc.JobServiceStub(channel)
-        self.library = library_pb2_grpc.LibraryServiceStub(channel)
 
 
 @pytest.fixture

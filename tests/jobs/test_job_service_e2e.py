@@ -11,8 +11,9 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2
 
-from reelscan.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc, scan_service_pb2, scan_service_pb2_grpc
+from reelscan.v1 import job_pb2, job_service_pb2, scan_service_pb2
 from tests.helpers.server import ServerProcess
+from tests.helpers.stubs import Stubs
 from tests.media import copy_clip, make_clip
 
 PROBE_DELAY_S = 0.15
@@ -37,11 +38,7 @@ def slow_server(tmp_path_factory: pytest.TempPathFactory, media: Path) -> Iterat
         yield proc
 
 
-class Api:
-    def __init__(self, channel: grpc.aio.Channel) -> None:
-        self.jobs = job_service_pb2_grpc.JobServiceStub(channel)
-        self.scans = scan_service_pb2_grpc.ScanServiceStub(channel)
-
+class Api(Stubs):
     async def scan(self, path: Path) -> job_pb2.Job:
         response: scan_service_pb2.StartScanResponse = await self.scans.StartScan(
             scan_service_pb2.StartScanRequest(path=str(path)), timeout=10

@@ -27,13 +27,11 @@ from google.protobuf import duration_pb2
 from reelscan.v1 import (
     job_pb2,
     job_service_pb2,
-    job_service_pb2_grpc,
     library_pb2,
-    library_pb2_grpc,
     scan_service_pb2,
-    scan_service_pb2_grpc,
 )
 from tests.helpers.server import ServerProcess
+from tests.helpers.stubs import Stubs
 from tests.reliability.support import Client, record, rss_bytes
 
 FILES_PER_ROOT = 20
@@ -62,13 +60,6 @@ class Tally:
     watches: int = 0
     polls: collections.Counter[str] = field(default_factory=collections.Counter)
     rss: list[int] = field(default_factory=list)
-
-
-class Stubs:
-    def __init__(self, channel: grpc.aio.Channel) -> None:
-        self.scans = scan_service_pb2_grpc.ScanServiceStub(channel)
-        self.jobs = job_service_pb2_grpc.JobServiceStub(channel)
-        self.library = library_pb2_grpc.LibraryServiceStub(channel)
 
 
 async def submit(

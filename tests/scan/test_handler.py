@@ -7,7 +7,7 @@ import asyncio
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from reelscan.service.scan.handler import ScanJobHandler
 from reelscan.service.scan.library_store import LibraryStore, VideoFilter
 from reelscan.service.scan.pool import ProbePool
 from reelscan.service.scan.spec import ScanSpec
+from tests.helpers.unstatable import make_unstatable
 from tests.media import copy_clip
 from tests.scan.conftest import Corpus, RecordingContext
 
@@ -279,27 +280,9 @@ async def test_file_names_that_are_not_utf8(rig: Rig, corpus: Corpus) -> None:
 
 async def test_unstatable_subdirectory_keeps_its_files(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
     """A sub-directory that can be listed but not stat'ed is an unreadable directory: its files are not missing."""
-    from tests.scan.test_walker import _Unstatable
-
     await rig.scan()
-    real_scandir = os.scandir
     sub = str(rig.root / "sub")
-
-    class Listing:
-        def __init__(self, path: str) -> None:
-            self._it = real_scandir(path)
-
-        def __enter__(self) -> Listing:
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            self._it.close()
-
-        def __iter__(self) -> Iterator[object]:
-            for entry in self._it:
-                yield _Unstatable(entry) if entry.path == sub else entry
-
-    monkeypatch.setattr(os, "scandir", Listing)
+    make_unstatable(monkeypatch, sub)
     partial = await rig.scan()
     assert counts(partial) == {"discovered": 4, "unchanged": 4}
     errors, _ = await rig.library.list_scan_errors(partial.job_id, 10, "")

@@ -22,13 +22,11 @@ from grpc_status import rpc_status
 from reelscan.v1 import (
     job_pb2,
     job_service_pb2,
-    job_service_pb2_grpc,
     library_pb2,
-    library_pb2_grpc,
     scan_service_pb2,
-    scan_service_pb2_grpc,
 )
 from tests.helpers.server import ServerProcess
+from tests.helpers.stubs import Stubs
 from tests.media import copy_clip, make_fifo
 from tests.scan.conftest import Corpus
 
@@ -62,12 +60,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, allowed: Path) -> Iterator[
         yield proc
 
 
-class Api:
-    def __init__(self, channel: grpc.aio.Channel) -> None:
-        self.scans = scan_service_pb2_grpc.ScanServiceStub(channel)
-        self.jobs = job_service_pb2_grpc.JobServiceStub(channel)
-        self.library = library_pb2_grpc.LibraryServiceStub(channel)
-
+class Api(Stubs):
     async def start(self, path: str | Path, **fields: object) -> scan_service_pb2.StartScanResponse:
         request = scan_service_pb2.StartScanRequest(path=str(path), **fields)  # type: ignore[arg-type]
         response: scan_service_pb2.StartScanResponse = await self.scans.StartScan(request, timeout=10)

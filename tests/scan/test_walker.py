@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from reelscan.service.scan.walker import FoundFile, WalkError, extension_of, walk
+from tests.helpers.unstatable import make_unstatable
 
 EXTS = ("mp4", "mkv")
 
@@ -197,49 +198,11 @@ async def test_many_errors_and_files_interleaved_lose_nothing(tmp_path: Path) ->
     assert len(files) == 300 and len(errors) == 300
 
 
-class _Unstatable:
-    """A directory entry as os.scandir gives it for a sub-directory of a directory without search permission:
-    its type is known, but stat fails."""
-
-    def __init__(self, entry: os.DirEntry[str]) -> None:
-        self._entry = entry
-        self.name = entry.name
-        self.path = entry.path
-
-    def is_symlink(self) -> bool:
-        return False
-
-    def is_file(self, *, follow_symlinks: bool = True) -> bool:
-        return False
-
-    def is_dir(self, *, follow_symlinks: bool = True) -> bool:
-        return True
-
-    def stat(self, *, follow_symlinks: bool = True) -> os.stat_result:
-        raise PermissionError(13, "Permission denied", self.path)
-
-
 async def test_directory_that_cannot_be_statted_is_a_directory_error(
     tree: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_scandir = os.scandir
     target = str(tree / "sub" / "deeper")
-
-    class Listing:
-        def __init__(self, path: str) -> None:
-            self._it = real_scandir(path)
-
-        def __enter__(self) -> Listing:
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            self._it.close()
-
-        def __iter__(self) -> Iterator[object]:
-            for entry in self._it:
-                yield _Unstatable(entry) if entry.path == target else entry
-
-    monkeypatch.setattr(os, "scandir", Listing)
+    make_unstatable(monkeypatch, target)
     files, errors = await collect(tree)
     assert names(files, tree) == ["B.MKV", "a.mp4", "sub/c.mp4"]
     assert [(e.path, e.is_dir, e.reason) for e in errors] == [
