@@ -6,8 +6,9 @@ by value; what is left is times (Unix seconds -> Timestamp/Duration) and the kin
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Mapping
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from google.protobuf import duration_pb2, timestamp_pb2
 from google.rpc import status_pb2
@@ -15,6 +16,8 @@ from google.rpc import status_pb2
 from reelscan.service.errors import InvalidArgument
 from reelscan.service.jobs.model import Job, JobKind, JobState
 from reelscan.v1 import job_pb2, scan_pb2
+
+E = TypeVar("E", bound=enum.IntEnum)
 
 _SCAN_RESULT_FIELDS = tuple(f.name for f in scan_pb2.ScanResult.DESCRIPTOR.fields)
 
@@ -104,22 +107,20 @@ def job_to_update(job: Job, watcher_count: int) -> job_pb2.JobUpdate:
     return update
 
 
-def states_from_proto(values: Iterable[int], field: str = "states") -> list[JobState]:
+def _enum_filter(values: Iterable[int], enum: type[E], field: str, what: str) -> list[E]:
     """Filter values from a request; UNSPECIFIED or unknown numbers are INVALID_ARGUMENT."""
-    states = []
+    members = []
     for value in values:
         try:
-            states.append(JobState(value))
+            members.append(enum(value))
         except ValueError:
-            raise InvalidArgument(f"{field} contains an invalid job state ({value})", field=field) from None
-    return states
+            raise InvalidArgument(f"{field} contains an invalid {what} ({value})", field=field) from None
+    return members
+
+
+def states_from_proto(values: Iterable[int], field: str = "states") -> list[JobState]:
+    return _enum_filter(values, JobState, field, "job state")
 
 
 def kinds_from_proto(values: Iterable[int], field: str = "kinds") -> list[JobKind]:
-    kinds = []
-    for value in values:
-        try:
-            kinds.append(JobKind(value))
-        except ValueError:
-            raise InvalidArgument(f"{field} contains an invalid job kind ({value})", field=field) from None
-    return kinds
+    return _enum_filter(values, JobKind, field, "job kind")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from typing import Any, TypeAlias
+from typing import Any, Generic, TypeAlias, TypeVar
 
 import grpc
 
@@ -31,6 +31,7 @@ MAX_JOB_ID_LENGTH = 128
 FINISHED_RESPONSE_CACHE_SIZE = 1024
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+M = TypeVar("M")
 
 
 def _job_id(value: str) -> str:
@@ -41,27 +42,55 @@ def _job_id(value: str) -> str:
     return value
 
 
+class _SnapshotMessages(Generic[M]):
+    """Messages built from job snapshots, at most one per job, reused while the job's seq and watcher count are
+    what they were built from (everything else in them derives from the snapshot of that seq). With `limit`, the
+    least recently used are dropped first."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self._entries: OrderedDict[str, tuple[int, int, M]] = OrderedDict()
+        self._limit = limit
+
+    def get(self, job_id: str, seq: int, watcher_count: int) -> M | None:
+        entry = self._entries.get(job_id)
+        if entry is None or entry[0] != seq or entry[1] != watcher_count:
+            return None
+        self._entries.move_to_end(job_id)
+        return entry[2]
+
+    def put(self, job_id: str, seq: int, watcher_count: int, message: M) -> None:
+        self._entries[job_id] = (seq, watcher_count, message)
+        self._entries.move_to_end(job_id)
+        if self._limit is not None and len(self._entries) > self._limit:
+            self._entries.popitem(last=False)
+
+    def discard(self, job_id: str) -> None:
+        self._entries.pop(job_id, None)
+
+
 class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     def __init__(self, engine: JobEngine, *, max_message_bytes: int = paging.DEFAULT_MAX_MESSAGE_BYTES) -> None:
         self._engine = engine
         self._max_message_bytes = max_message_bytes
         # WatchJob: the newest JobUpdate per job, shared by all its watchers (one conversion per snapshot, not one
-        # per snapshot per watcher). Keyed by job id; valid while (seq, watcher_count) match.
-        self._updates: dict[str, tuple[int, int, job_pb2.JobUpdate]] = {}
+        # per snapshot per watcher).
+        self._updates: _SnapshotMessages[job_pb2.JobUpdate] = _SnapshotMessages()
         # GetJob on a finished job (polling clients, dashboards): the job no longer changes, so its response is
-        # built once and reused while its watcher count is the same. Bounded LRU.
-        self._finished_responses: OrderedDict[str, tuple[int, int, job_service_pb2.GetJobResponse]] = OrderedDict()
+        # built once and reused while its watcher count is the same.
+        self._finished_responses: _SnapshotMessages[job_service_pb2.GetJobResponse] = _SnapshotMessages(
+            limit=FINISHED_RESPONSE_CACHE_SIZE
+        )
 
     def _update(self, job: Job) -> job_pb2.JobUpdate:
         count = self._engine.watcher_count(job.id)
-        cached = self._updates.get(job.id)
-        if cached is not None and cached[0] == job.seq and cached[1] == count:
-            return cached[2]
+        update = self._updates.get(job.id, job.seq, count)
+        if update is not None:
+            return update
         update = job_to_update(job, count)
         if count > 1 and not job.terminal:
-            self._updates[job.id] = (job.seq, count, update)
+            self._updates.put(job.id, job.seq, count, update)
         else:
-            self._updates.pop(job.id, None)
+            self._updates.discard(job.id)
         return update
 
     def _proto(self, job: Job) -> job_pb2.Job:
@@ -72,14 +101,10 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         if not job.terminal:
             return job_service_pb2.GetJobResponse(job=self._proto(job))
         count = self._engine.watcher_count(job.id)
-        cached = self._finished_responses.get(job.id)
-        if cached is not None and cached[0] == job.seq and cached[1] == count:
-            self._finished_responses.move_to_end(job.id)
-            return cached[2]
-        response = job_service_pb2.GetJobResponse(job=job_to_proto(job, count))
-        self._finished_responses[job.id] = (job.seq, count, response)
-        if len(self._finished_responses) > FINISHED_RESPONSE_CACHE_SIZE:
-            self._finished_responses.popitem(last=False)
+        response = self._finished_responses.get(job.id, job.seq, count)
+        if response is None:
+            response = job_service_pb2.GetJobResponse(job=job_to_proto(job, count))
+            self._finished_responses.put(job.id, job.seq, count, response)
         return response
 
     async def ListJobs(
@@ -114,7 +139,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     ) -> job_service_pb2.DeleteJobResponse:
         job_id = _job_id(request.job_id)
         await self._engine.delete(job_id)
-        self._finished_responses.pop(job_id, None)
+        self._finished_responses.discard(job_id)
         return job_service_pb2.DeleteJobResponse()
 
     async def WaitJob(
@@ -145,4 +170,4 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
                     yield self._update(job)
         finally:
             if self._engine.watcher_count(job_id) == 0:
-                self._updates.pop(job_id, None)  # the last watcher is gone: drop the shared update
+                self._updates.discard(job_id)  # the last watcher is gone: drop the shared update
