@@ -37,11 +37,13 @@ class Subscription:
 
 
 class WatchHub:
-    """Registry of watchers per job, with a bound on the total."""
+    """Registry of watchers per job, with a bound on the total. Waiters (WaitJob) get the same slots but are not
+    watchers: they are neither counted nor bounded here (WaitJob is a unary call with a deadline)."""
 
     def __init__(self, max_watchers: int) -> None:
         self._max = max_watchers
         self._by_job: dict[str, set[Subscription]] = {}
+        self._waiters: dict[str, set[Subscription]] = {}
         self._total = 0
         self._closed = False
 
@@ -51,6 +53,26 @@ class WatchHub:
 
     def count(self, job_id: str) -> int:
         return len(self._by_job.get(job_id, ()))
+
+    def followed(self) -> list[str]:
+        """Ids of the jobs someone is watching or waiting for."""
+        return list(self._by_job.keys() | self._waiters.keys())
+
+    def is_followed(self, job_id: str) -> bool:
+        return job_id in self._by_job or job_id in self._waiters
+
+    def wait_on(self, job_id: str) -> Subscription:
+        sub = Subscription(job_id)
+        sub.closed = self._closed
+        self._waiters.setdefault(job_id, set()).add(sub)
+        return sub
+
+    def stop_waiting(self, sub: Subscription) -> None:
+        subs = self._waiters.get(sub.job_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._waiters[sub.job_id]
 
     def subscribe(self, job_id: str) -> Subscription:
         if self._total >= self._max:
@@ -74,11 +96,13 @@ class WatchHub:
     def publish(self, job: Job) -> None:
         for sub in self._by_job.get(job.id, ()):
             sub.offer(job)
+        for sub in self._waiters.get(job.id, ()):
+            sub.offer(job)
 
     def close(self) -> None:
         """Wakes every watcher with `closed` set, so streams end at shutdown instead of hanging."""
         self._closed = True
-        for subs in self._by_job.values():
+        for subs in (*self._by_job.values(), *self._waiters.values()):
             for sub in subs:
                 sub.closed = True
                 sub.event.set()

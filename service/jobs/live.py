@@ -1,9 +1,9 @@
-"""In-memory state of an active job, and the context its handler reports through.
+"""In-memory state of a job this server runs, and the context its handler reports through.
 
-While a job is pending or running, its LiveJob is the source of truth for readers: the newest published snapshot
-(`job`) plus the raw progress the handler reported since (`stage`, `done`, ...). The engine turns raw progress into
-snapshots at a bounded rate (`snapshot()`), so handlers may report as often as they like at the cost of a few
-attribute writes.
+While a job runs here, its LiveJob is the source of truth for readers on this server: the newest published
+snapshot (`job`) plus the raw progress the handler reported since (`stage`, `done`, ...). The engine turns raw
+progress into snapshots at a bounded rate (`next_snapshot()`), so handlers may report as often as they like at the
+cost of a few attribute writes. Every change of the LiveJob's own state goes through its methods.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ class StopReason(enum.Enum):
 
     CANCEL = "cancel"  # CancelJob
     TIMEOUT = "timeout"  # the job's deadline passed
-    SHUTDOWN = "shutdown"  # the engine is closing; the job is re-queued for the next start
+    SHUTDOWN = "shutdown"  # the engine is closing; the job is handed back (PENDING) for any server to run
+    LOST = "lost"  # this server no longer owns the job (its lease expired, another server recovered it)
 
 
 class LiveJob:
@@ -49,8 +50,6 @@ class LiveJob:
         self.handler_task: asyncio.Task[None] | None = None
         self.stop_reason: StopReason | None = None
         self.interrupted = False  # the handler was stopped (or never started) because of `stop_reason`
-        # Set when the job is terminal, or when the engine closes (waiters then re-check and stop waiting).
-        self.settled = asyncio.Event()
         self.publisher: Throttle | None = None
         self.checkpointer: Throttle | None = None
         self.deadline: asyncio.TimerHandle | None = None
@@ -110,6 +109,37 @@ class LiveJob:
         return dataclasses.replace(
             job, progress=progress, result=dict(self.result), cancel_requested=self.cancel_requested
         )
+
+    def next_snapshot(self, monotonic_now: float, wall_now: float) -> Job | None:
+        """Folds the raw progress into a new published snapshot (next seq), or None if there is nothing new to
+        publish or a state change is being written (whose seq must come first)."""
+        if not self.dirty or self.busy or self.job.state is not JobState.RUNNING:
+            return None
+        self.job = dataclasses.replace(self.snapshot(monotonic_now), seq=self.job.seq + 1, update_time=wall_now)
+        self.dirty = False
+        return self.job
+
+    def request_cancel(self) -> bool:
+        """Marks the job for cancellation; False if it already was."""
+        if self.cancel_requested:
+            return False
+        self.cancel_requested = True
+        self.dirty = True
+        return True
+
+    def stop(self, reason: StopReason) -> bool:
+        """Records why the handler is being interrupted (the first reason wins) and cancels its task. Returns
+        whether the handler was actually interrupted (False if it had already finished, or a reason was set)."""
+        if self.stop_reason is not None:
+            return False
+        self.stop_reason = reason
+        task = self.handler_task
+        if task is not None and task.done():
+            return False
+        self.interrupted = True
+        if task is not None:
+            task.cancel()
+        return True
 
     def adopt(self, job: Job) -> None:
         """Makes `job` the published snapshot (after a state change), resetting raw progress to match it."""

@@ -12,6 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+MAX_CRASH_RECOVERIES = 3
+# Progress published after the last checkpoint is not in the store, so after a crash the stored seq may be behind
+# what watchers saw. Jumping this far ahead keeps seq strictly increasing across the crash (checkpoints run every
+# second and publishes are at most ~10/s, so the real gap is tens).
+RECOVERY_SEQ_GAP = 1_000_000
+ABORTED = 10  # google.rpc.Code.ABORTED (outcome.RpcCode imports this module, so the number is spelled here)
+
 
 class JobState(enum.IntEnum):
     """Lifecycle state; the values equal reelscan.v1.JobState so the API layer converts by value."""
@@ -97,6 +104,10 @@ class Job:
     error: JobError | None = None
     dedup_key: str = ""  # jobs with the same non-empty key are not queued twice (e.g. a scan of the same root)
     recoveries: int = 0  # times a server crash interrupted this job while it ran (see requeue_interrupted)
+    # Ownership: the server that claimed the job (kept after it ends, so one can tell where it ran; cleared when it
+    # goes back to PENDING), and the claim's epoch, bumped by every claim. The owner's writes are fenced on both.
+    owner: str = ""
+    epoch: int = 0
 
     @property
     def terminal(self) -> bool:
@@ -134,13 +145,39 @@ def transition(job: Job, new_state: JobState, *, now: float, error: JobError | N
     )
 
 
+def claim(job: Job, owner: str, *, now: float) -> Job:
+    """PENDING -> RUNNING for `owner`, with a new lease epoch: the only way a job starts running."""
+    running = transition(job, JobState.RUNNING, now=now)
+    return dataclasses.replace(running, owner=owner, epoch=job.epoch + 1)
+
+
+def recover_crashed(job: Job, *, now: float) -> Job:
+    """What a RUNNING job becomes when its owner died (its lease expired): the crash rules.
+
+    A job whose cancellation had been requested ends CANCELLED; one interrupted MAX_CRASH_RECOVERIES times ends
+    FAILED (ABORTED), so a job that kills its server cannot crash-loop the fleet forever; any other is queued again
+    (PENDING). Its seq jumps by RECOVERY_SEQ_GAP so it stays strictly increasing across the crash.
+    """
+    job = dataclasses.replace(job, seq=job.seq + RECOVERY_SEQ_GAP)
+    if job.cancel_requested:
+        return transition(job, JobState.CANCELLED, now=now)
+    if job.recoveries + 1 >= MAX_CRASH_RECOVERIES:
+        message = (
+            f"the server stopped unexpectedly while this job ran, {job.recoveries + 1} times; "
+            "it is not run again (it may be what crashes the server)"
+        )
+        return transition(job, JobState.FAILED, now=now, error=JobError(ABORTED, message))
+    return requeue_interrupted(job, now=now, crashed=True)
+
+
 def requeue_interrupted(job: Job, *, now: float, crashed: bool) -> Job:
     """RUNNING -> PENDING for a job whose run the server itself interrupted (shutdown or crash), so it runs again.
 
     This is the one way back from RUNNING, kept out of `transition` so no client-driven path can take it. Scans
     are idempotent, so running an interrupted job again from the start is safe. `crashed` counts the interruption
     toward the engine's limit on crash-loops. The fraction is kept so progress never goes backwards; the counts
-    belong to the interrupted run and restart from zero.
+    belong to the interrupted run and restart from zero. The owner is kept here, for the store's fence; the store
+    clears it when it writes the PENDING row.
     """
     if job.state is not JobState.RUNNING:
         raise IllegalTransition(f"job {job.id}: only a RUNNING job can be re-queued, not {job.state.name}")

@@ -1,27 +1,48 @@
 """JobStore on SQLite through aiosqlite (WAL), on its own connection so job writes never interleave with the
 library store's batched transactions.
 
+One server per database file (the server holds sqlite_lock on it), so this store serves one process; several
+engines on one store object still behave as replicas would (leases, claims, fencing), which is how the engine's
+ownership tests run. Lease times are this machine's wall clock, which every owner on one file shares.
+
 Rows carry an INTEGER PRIMARY KEY `ord` (insertion order) besides the opaque job id: it gives newest-first keyset
-pagination a stable, unique key that page tokens can name.
+pagination a stable, unique key that page tokens can name, and "oldest first" claims an index to follow.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 import json
 import sqlite3
-from collections.abc import Collection, Iterable
+import time
+from collections.abc import AsyncIterator, Collection, Iterable
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from reelscan.service import db
-from reelscan.service.errors import InvalidArgument
+from reelscan.service.errors import InvalidArgument, ResourceExhausted
 from reelscan.service.jobs import page_token as tokens
-from reelscan.service.jobs.model import TERMINAL_STATES, Job, JobError, JobKind, JobState, Progress, Stage
+from reelscan.service.jobs.feed import ChangeEvent, ChangeFeed
+from reelscan.service.jobs.model import (
+    TERMINAL_STATES,
+    Job,
+    JobError,
+    JobKind,
+    JobState,
+    Progress,
+    Stage,
+    claim,
+    recover_crashed,
+    transition,
+)
+from reelscan.service.jobs.store import Owner
 
 SCHEMA_COMPONENT = "jobs"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_versions (
@@ -58,13 +79,50 @@ CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, ord);
 CREATE INDEX IF NOT EXISTS jobs_by_finish ON jobs (finish_time) WHERE finish_time IS NOT NULL;
 """
 
+_PENDING, _RUNNING = int(JobState.PENDING), int(JobState.RUNNING)
+
+# Schema changes by the version they lead to; each list runs in the opening transaction.
+_MIGRATIONS: dict[int, list[str]] = {
+    2: [
+        # Ownership: who runs a job, under which claim.
+        "ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE jobs ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0",
+        """CREATE TABLE owners (
+            id TEXT PRIMARY KEY,
+            address TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            start_time REAL NOT NULL,
+            lease_expires REAL NOT NULL
+        )""",
+        # Version 1 deduplicated in one server's memory, so two servers on one file could queue the same root
+        # twice; such later twins keep running but lose their key, so the unique index below can be built.
+        f"""UPDATE jobs SET dedup_key = '' WHERE state IN ({_PENDING}, {_RUNNING}) AND dedup_key != '' AND ord NOT IN (
+            SELECT MIN(ord) FROM jobs WHERE state IN ({_PENDING}, {_RUNNING}) AND dedup_key != ''
+            GROUP BY kind, dedup_key)""",
+        # Deduplication decided by the database: one active job per (kind, key).
+        f"""CREATE UNIQUE INDEX jobs_active_dedup ON jobs (kind, dedup_key)
+            WHERE dedup_key != '' AND state IN ({_PENDING}, {_RUNNING})""",
+    ],
+}
+
 _COLUMNS = (
     "id, kind, state, spec, timeout_s, create_time, update_time, start_time, finish_time, seq, fraction, stage, "
     "items_done, items_total, current_item, rate, eta_s, cancel_requested, result, error_code, error_message, "
-    "dedup_key, recoveries"
+    "dedup_key, recoveries, owner, epoch"
 )
 _NAMED = ", ".join(f":{c.strip()}" for c in _COLUMNS.split(","))
-_ASSIGN = ", ".join(f"{c.strip()} = :{c.strip()}" for c in _COLUMNS.split(",") if c.strip() != "id")
+_ALL = [c.strip() for c in _COLUMNS.split(",")]
+_ASSIGN = ", ".join(f"{c} = :{c}" for c in _ALL if c != "id")
+# What an owner's write sets: everything but the cancel flag (anyone may set it, no owner write clears it) and the
+# ownership itself, which only claims and recovery change; a job handed back to PENDING loses its owner.
+_OWNER_ASSIGN = ", ".join(f"{c} = :{c}" for c in _ALL if c not in ("id", "cancel_requested", "owner", "epoch"))
+_OWNER_ASSIGN += f", owner = CASE WHEN :state = {_PENDING} THEN '' ELSE owner END"
+# An owner's write lands only while the job is still its claim (owner + epoch) and its lease has not expired: after
+# that, recovery may hand the job to someone else at any moment.
+_FENCE = (
+    f"id = :id AND owner = :owner AND epoch = :epoch AND state = {_RUNNING} "
+    "AND EXISTS (SELECT 1 FROM owners WHERE owners.id = :owner AND owners.lease_expires > :now)"
+)
 _TERMINAL = ", ".join(str(int(s)) for s in sorted(TERMINAL_STATES))
 
 
@@ -94,7 +152,13 @@ def _params(job: Job) -> dict[str, Any]:
         "error_message": job.error.message if job.error else None,
         "dedup_key": job.dedup_key,
         "recoveries": job.recoveries,
+        "owner": job.owner,
+        "epoch": job.epoch,
     }
+
+
+def _fenced(job: Job) -> dict[str, Any]:
+    return {**_params(job), "now": time.time()}
 
 
 def _job(row: sqlite3.Row) -> Job:
@@ -124,6 +188,8 @@ def _job(row: sqlite3.Row) -> Job:
         error=error,
         dedup_key=row["dedup_key"],
         recoveries=row["recoveries"],
+        owner=row["owner"],
+        epoch=row["epoch"],
     )
 
 
@@ -140,28 +206,22 @@ class SqliteJobStore:
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
+        self._changes = ChangeFeed()
+        # Multi-statement transactions share the connection with every other call: without this lock another
+        # coroutine's statement could run inside them.
+        self._lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: Path) -> SqliteJobStore:
+    async def open(cls, path: Path, *, take_over: bool = False) -> SqliteJobStore:
+        """Opens (creating or migrating) the jobs tables in `path`. `take_over`: the caller is the one server on
+        this file (it holds the server lock), so every owner recorded in it is a dead process: their leases end
+        now, and recover_expired() recovers their jobs at once instead of after their TTL."""
         conn = await db.connect(path)
         try:
             await conn.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    await conn.execute(statement)
-            async with conn.execute(
-                "SELECT version FROM schema_versions WHERE component = ?", (SCHEMA_COMPONENT,)
-            ) as cur:
-                row = await cur.fetchone()
-            if row is None:
-                await conn.execute(
-                    "INSERT INTO schema_versions (component, version) VALUES (?, ?)", (SCHEMA_COMPONENT, SCHEMA_VERSION)
-                )
-            elif row["version"] > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"{path}: jobs schema version {row['version']} is newer than this server understands "
-                    f"({SCHEMA_VERSION}); upgrade reelscan"
-                )
+            await _migrate(conn, path)
+            if take_over:
+                await conn.execute("DELETE FROM owners")
             await conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -170,36 +230,144 @@ class SqliteJobStore:
             raise
         return cls(conn)
 
+    @property
+    def changes(self) -> ChangeFeed:
+        return self._changes
+
     async def close(self) -> None:
         await self._conn.close()
 
     async def insert(self, job: Job) -> None:
-        await self._conn.execute(f"INSERT INTO jobs ({_COLUMNS}) VALUES ({_NAMED})", _params(job))
+        async with self._lock:
+            await self._conn.execute(f"INSERT INTO jobs ({_COLUMNS}) VALUES ({_NAMED})", _params(job))
+        self._changes.emit(ChangeEvent.of(job))
 
-    async def save(self, job: Job) -> bool:
-        cur = await self._conn.execute(
-            f"UPDATE jobs SET {_ASSIGN} WHERE id = :id AND state NOT IN ({_TERMINAL})", _params(job)
-        )
+    async def submit(self, job: Job, *, max_pending: int) -> tuple[Job, bool]:
+        async with self._lock, self._transaction():
+            if job.dedup_key:
+                rows = await self._conn.execute_fetchall(
+                    f"SELECT {_COLUMNS} FROM jobs WHERE kind = ? AND dedup_key = ? AND state IN ({_PENDING}, "
+                    f"{_RUNNING})",
+                    (int(job.kind), job.dedup_key),
+                )
+                if rows:
+                    return _job(next(iter(rows))), True
+            rows = await self._conn.execute_fetchall(f"SELECT COUNT(*) FROM jobs WHERE state = {_PENDING}")
+            pending = next(iter(rows))[0]
+            if pending >= max_pending:
+                raise ResourceExhausted(f"{pending} jobs are already waiting (limit {max_pending}); try again later")
+            await self._conn.execute(f"INSERT INTO jobs ({_COLUMNS}) VALUES ({_NAMED})", _params(job))
+        self._changes.emit(ChangeEvent.of(job))
+        return job, False
+
+    # ---- ownership -------------------------------------------------------------------------------------------
+
+    async def register_owner(self, owner: Owner, ttl_s: float) -> None:
+        now = time.time()
+        async with self._lock:
+            await self._conn.execute(
+                "INSERT OR REPLACE INTO owners (id, address, pid, start_time, lease_expires) VALUES (?, ?, ?, ?, ?)",
+                (owner.id, owner.address, owner.pid, now, now + ttl_s),
+            )
+
+    async def renew_lease(self, owner_id: str, ttl_s: float) -> bool:
+        now = time.time()
+        async with self._lock:
+            cur = await self._conn.execute(
+                "UPDATE owners SET lease_expires = ? WHERE id = ? AND lease_expires > ?", (now + ttl_s, owner_id, now)
+            )
         return cur.rowcount > 0
 
-    async def checkpoint(self, job: Job) -> None:
-        await self._conn.execute(
-            f"UPDATE jobs SET {_ASSIGN} WHERE id = :id AND state = {int(JobState.RUNNING)} AND seq < :seq",
-            _params(job),
-        )
+    async def release_owner(self, owner_id: str) -> None:
+        async with self._lock:
+            await self._conn.execute("DELETE FROM owners WHERE id = ?", (owner_id,))
+
+    async def claim(self, owner_id: str, kinds: Collection[JobKind], limit: int) -> list[Job]:
+        if limit < 1 or not kinds:
+            return []
+        kind_in, kind_args = _in("kind", kinds)
+        async with self._lock, self._transaction():
+            rows = await self._conn.execute_fetchall(
+                f"SELECT {_COLUMNS} FROM jobs WHERE state = {_PENDING} AND {kind_in} ORDER BY ord LIMIT ?",
+                [*kind_args, limit],
+            )
+            now = time.time()
+            claimed = [claim(_job(row), owner_id, now=now) for row in rows]
+            await self._conn.executemany(
+                f"UPDATE jobs SET {_ASSIGN} WHERE id = :id AND state = {_PENDING}", [_params(j) for j in claimed]
+            )
+        for job in claimed:
+            self._changes.emit(ChangeEvent.of(job))
+        return claimed
+
+    async def save(self, job: Job) -> bool:
+        async with self._lock:
+            cur = await self._conn.execute(f"UPDATE jobs SET {_OWNER_ASSIGN} WHERE {_FENCE}", _fenced(job))
+            if cur.rowcount == 0:
+                return False
+            stored = await self._get(job.id)
+        if stored is not None:
+            self._changes.emit(ChangeEvent.of(stored))
+        return True
+
+    async def checkpoint(self, job: Job) -> bool:
+        if job.state is not JobState.RUNNING:
+            return False
+        async with self._lock:
+            cur = await self._conn.execute(
+                f"UPDATE jobs SET {_OWNER_ASSIGN} WHERE {_FENCE} AND seq <= :seq", _fenced(job)
+            )
+        if cur.rowcount == 0:
+            return False
+        self._changes.emit(ChangeEvent(job.id, job.seq, job.state))
+        return True
+
+    async def request_cancel(self, job_id: str) -> Job | None:
+        async with self._lock, self._transaction():
+            job = await self._get(job_id)
+            if job is None or job.terminal or job.cancel_requested:
+                return job
+            job = dataclasses.replace(job, cancel_requested=True)
+            if job.state is JobState.PENDING:
+                job = transition(job, JobState.CANCELLED, now=time.time())
+                await self._conn.execute(f"UPDATE jobs SET {_ASSIGN} WHERE id = :id", _params(job))
+            else:
+                await self._conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+        self._changes.emit(ChangeEvent.of(job))
+        return job
+
+    async def recover_expired(self) -> list[Job]:
+        async with self._lock, self._transaction():
+            now = time.time()
+            rows = await self._conn.execute_fetchall(
+                f"SELECT {_COLUMNS} FROM jobs WHERE state = {_RUNNING} "
+                "AND owner NOT IN (SELECT id FROM owners WHERE lease_expires > ?) ORDER BY ord",
+                (now,),
+            )
+            recovered = []
+            for row in rows:
+                job = recover_crashed(_job(row), now=now)
+                recovered.append(dataclasses.replace(job, owner="") if job.state is JobState.PENDING else job)
+            await self._conn.executemany(
+                f"UPDATE jobs SET {_ASSIGN} WHERE id = :id AND state = {_RUNNING}", [_params(j) for j in recovered]
+            )
+            await self._conn.execute("DELETE FROM owners WHERE lease_expires <= ?", (now,))
+        for job in recovered:
+            self._changes.emit(ChangeEvent.of(job))
+        return recovered
+
+    # ---- reading and housekeeping ----------------------------------------------------------------------------
 
     # Every read is one execute_fetchall: the rows are fetched in the same call on the connection's thread, so the
     # statement never stays open across an await. An open SELECT is a read transaction, and a write queued on this
     # connection meanwhile would run inside it, where SQLite cannot wait for another connection's write lock (the
     # busy timeout does not apply) and fails at once with "database is locked".
     async def get(self, job_id: str) -> Job | None:
+        return await self._get(job_id)
+
+    async def _get(self, job_id: str) -> Job | None:
         rows = await self._conn.execute_fetchall(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
         return _job(next(iter(rows))) if rows else None
-
-    async def list_active(self) -> list[Job]:
-        where, args = _in("state", (JobState.PENDING, JobState.RUNNING))
-        rows = await self._conn.execute_fetchall(f"SELECT {_COLUMNS} FROM jobs WHERE {where} ORDER BY ord", args)
-        return [_job(row) for row in rows]
 
     async def list_page(
         self, *, states: Collection[JobState], kinds: Collection[JobKind], page_size: int, page_token: str
@@ -235,8 +403,48 @@ class SqliteJobStore:
         return [_job(row) for row in await self._conn.execute_fetchall(sql, (cutoff, limit))]
 
     async def delete(self, job_id: str) -> bool:
-        cur = await self._conn.execute(f"DELETE FROM jobs WHERE id = ? AND state IN ({_TERMINAL})", (job_id,))
-        return cur.rowcount > 0
+        async with self._lock:
+            cur = await self._conn.execute(f"DELETE FROM jobs WHERE id = ? AND state IN ({_TERMINAL})", (job_id,))
+        if cur.rowcount == 0:
+            return False
+        self._changes.emit(ChangeEvent(job_id, 0, JobState.SUCCEEDED, deleted=True))
+        return True
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        """BEGIN IMMEDIATE (take the write lock first, so the reads inside see what the writes will change) ...
+        COMMIT, or ROLLBACK on any error. Hold self._lock around it."""
+        await self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            await self._conn.execute("ROLLBACK")
+            raise
+        await self._conn.execute("COMMIT")
+
+
+async def _migrate(conn: aiosqlite.Connection, path: Path) -> None:
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            await conn.execute(statement)
+    rows = await conn.execute_fetchall("SELECT version FROM schema_versions WHERE component = ?", (SCHEMA_COMPONENT,))
+    if not rows:  # a new database: the tables above are version 1
+        await conn.execute("INSERT INTO schema_versions (component, version) VALUES (?, 1)", (SCHEMA_COMPONENT,))
+        version = 1
+    else:
+        version = next(iter(rows))[0]
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"{path}: jobs schema version {version} is newer than this server understands "
+            f"({SCHEMA_VERSION}); upgrade reelscan"
+        )
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        for statement in _MIGRATIONS[target]:
+            await conn.execute(statement)
+    if version < SCHEMA_VERSION:
+        await conn.execute(
+            "UPDATE schema_versions SET version = ? WHERE component = ?", (SCHEMA_VERSION, SCHEMA_COMPONENT)
+        )
 
 
 def _filters_fingerprint(states: Collection[JobState], kinds: Collection[JobKind]) -> str:

@@ -1,38 +1,97 @@
-"""The JobStore interface: how the engine persists jobs, independent of the database behind it.
+"""The JobStore interface: where jobs live, who owns them, and how changes are announced.
 
-The engine is the only writer for the jobs it runs and keeps their live state in memory; the store holds the
-durable copy. Today that is SQLite (sqlite_store.py); a PostgreSQL store for several replicas can implement the
-same protocol without touching the engine.
+A job is owned by the store, not by a server's memory. Each server (engine) has an identity, fresh per start, and
+holds a lease on it that it renews (heartbeats). Claiming a pending job makes it RUNNING under that owner with a
+new epoch; every later write by the owner names both (they travel in the Job itself: `job.owner`, `job.epoch`),
+and the store applies it only while they still match, so a server that lost a job (its lease expired and another
+recovered it) changes nothing and is told so. Cancellation is a flag any server may set; no owner write ever clears
+it. Pending jobs, deduplication and the queue bound are decided by the store, so they hold for every server on it.
+
+Every committed change is announced on the store's change feed as a small ChangeEvent; receivers that need the
+details read the row. SQLite implements this for one server per database file (sqlite_store.py); a PostgreSQL
+store for several replicas implements the same protocol, and both pass tests/jobs/test_store_contract.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Protocol
 
+from reelscan.service.jobs.feed import ChangeFeed
 from reelscan.service.jobs.model import Job, JobKind, JobState
 
 
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """A server instance that runs jobs: a fresh id per start, plus where to find it (for operators)."""
+
+    id: str
+    address: str = ""
+    pid: int = 0
+
+
 class JobStore(Protocol):
+    @property
+    def changes(self) -> ChangeFeed:
+        """Announces every committed change (after the commit, in commit order per job)."""
+        ...
+
     async def insert(self, job: Job) -> None:
-        """Stores a new job (any state; recovery tests and imports insert non-PENDING rows too)."""
+        """Stores a job as given, in any state (restores, imports and tests insert non-PENDING rows too)."""
+        ...
+
+    async def submit(self, job: Job, *, max_pending: int) -> tuple[Job, bool]:
+        """Queues a new PENDING job as one atomic step with its checks. Returns (job, existed): if a PENDING or
+        RUNNING job of the same kind has the same non-empty dedup_key, that job and True, and nothing is stored.
+        Raises ResourceExhausted when `max_pending` jobs are already PENDING."""
+        ...
+
+    # ---- ownership -------------------------------------------------------------------------------------------
+
+    async def register_owner(self, owner: Owner, ttl_s: float) -> None:
+        """Starts `owner`'s lease, valid for `ttl_s` seconds."""
+        ...
+
+    async def renew_lease(self, owner_id: str, ttl_s: float) -> bool:
+        """Extends the lease by `ttl_s` from now. False if it had already expired or was revoked: the owner may
+        have lost its jobs to recovery and must stop them without writing."""
+        ...
+
+    async def release_owner(self, owner_id: str) -> None:
+        """Ends the lease (clean shutdown, after the owner handed its jobs back)."""
+        ...
+
+    async def claim(self, owner_id: str, kinds: Collection[JobKind], limit: int) -> list[Job]:
+        """Moves up to `limit` PENDING jobs of these kinds, oldest first, to RUNNING under `owner_id` with a new
+        epoch, and returns them. Each pending job is claimed exactly once, whoever else claims at the same time."""
         ...
 
     async def save(self, job: Job) -> bool:
-        """Writes a state change of an active job, in full. Returns False (and writes nothing) if the stored row is
-        already terminal or gone, so a late writer can never resurrect a finished job."""
+        """The owner's write of a RUNNING job's new state (terminal, back to PENDING, or RUNNING with newer
+        progress), in full except `cancel_requested`. Applied only if the stored row is RUNNING under the same
+        owner and epoch; False (nothing written) otherwise."""
         ...
 
-    async def checkpoint(self, job: Job) -> None:
-        """Writes the progress of a RUNNING job. Ignored unless the stored row is still RUNNING with a lower seq,
-        so a checkpoint that lands late never overwrites a newer snapshot or a state change."""
+    async def checkpoint(self, job: Job) -> bool:
+        """Like save for a RUNNING snapshot, and also ignored unless it is at least as new (seq) as the stored one.
+        False if nothing was written."""
         ...
+
+    async def request_cancel(self, job_id: str) -> Job | None:
+        """Cancels: a PENDING job ends CANCELLED here and now; a RUNNING one gets `cancel_requested` (its owner
+        hears of it through the change feed and stops it); a terminal one is left as it is. Returns the job as
+        stored afterwards, or None if there is no such job."""
+        ...
+
+    async def recover_expired(self) -> list[Job]:
+        """Applies the crash rules (model.recover_crashed) to every RUNNING job whose owner's lease has expired
+        (or whose owner is unknown), never to a live owner's. Returns the recovered jobs as stored."""
+        ...
+
+    # ---- reading and housekeeping ----------------------------------------------------------------------------
 
     async def get(self, job_id: str) -> Job | None: ...
-
-    async def list_active(self) -> list[Job]:
-        """Every PENDING or RUNNING job, oldest first (for restart recovery)."""
-        ...
 
     async def list_page(
         self, *, states: Collection[JobState], kinds: Collection[JobKind], page_size: int, page_token: str

@@ -31,7 +31,10 @@ class EngineFactory:
             "max_watchers": 100,
         }
         options.update(kwargs)
-        engine = JobEngine(await SqliteJobStore.open(self.db_path), **options)
+        # A new engine on its own store is a new server: it holds the database, so earlier owners are dead.
+        store = await SqliteJobStore.open(self.db_path, take_over=True)
+        self._stores.append(store)
+        engine = JobEngine(store, **options)
         if handler is not None:
             engine.register(JobKind.SCAN, handler)
         self.engines.append(engine)

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from reelscan.service.errors import InvalidArgument, PermissionDenied, ResourceExhausted
-from reelscan.service.jobs import engine as engine_module
+from reelscan.service.jobs import runner as runner_module
 from reelscan.service.jobs.handler import JobContext
 from reelscan.service.jobs.model import JobKind, JobState, Stage
 from tests.jobs.conftest import EngineFactory
@@ -116,7 +116,7 @@ async def test_handler_errors_end_failed_with_codes(make_engine: EngineFactory) 
 async def test_handler_ignoring_cancellation_is_abandoned(
     make_engine: EngineFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(engine_module, "HANDLER_STOP_GRACE_S", 0.2)
+    monkeypatch.setattr(runner_module, "HANDLER_STOP_GRACE_S", 0.2)
     release = asyncio.Event()
 
     class Stubborn(SteppedHandler):
