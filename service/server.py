@@ -26,6 +26,7 @@ from reelscan.service.jobs.sqlite_store import SqliteJobStore
 from reelscan.service.scan.handler import ScanJobHandler
 from reelscan.service.scan.library_store import LibraryStore
 from reelscan.service.scan.prober import Prober, make_prober
+from reelscan.service.scan.sqlite_library_store import SqliteLibraryStore
 from reelscan.v1 import (
     job_service_pb2,
     job_service_pb2_grpc,
@@ -94,7 +95,7 @@ class ReelscanServer:
         if not settings.allow_roots:
             log.warning("no --allow-root given: listening on loopback, so any absolute path may be scanned")
         job_store = await SqliteJobStore.open(settings.db_path)
-        library = await LibraryStore.open(settings.db_path)
+        library = await SqliteLibraryStore.open(settings.db_path)
         prober = make_prober(settings)
         engine = JobEngine(
             job_store,

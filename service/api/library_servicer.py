@@ -10,7 +10,8 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from reelscan.service.api import paging
 from reelscan.service.errors import InvalidArgument
 from reelscan.service.jobs.engine import JobEngine
-from reelscan.service.scan.library_store import LibraryStore, ScanErrorRecord, Video, VideoFilter
+from reelscan.service.scan.library_model import ScanErrorRecord, Video, VideoFilter
+from reelscan.service.scan.library_store import LibraryStore
 from reelscan.v1 import library_pb2, library_pb2_grpc
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"

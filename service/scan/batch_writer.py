@@ -1,16 +1,17 @@
 """Collects a scan's library writes and commits them in batches: one transaction per `max_rows` rows or per
 `max_delay_s`, whichever comes first, from a task of its own.
 
-Its own task, so that probing never waits for SQLite, and so that cancelling the scan (CancelJob, timeout) does not
-cancel a transaction half-way: the scan's `finally` awaits `close()` under asyncio.shield and what was probed is
-kept.
+Its own task, so that probing never waits for the database, and so that cancelling the scan (CancelJob, timeout)
+does not cancel a transaction half-way: the scan's `finally` awaits `close()` under asyncio.shield and what was
+probed is kept.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from reelscan.service.scan.library_store import LibraryStore, ProbedFile, ScanErrorRecord
+from reelscan.service.scan.library_model import ProbedFile, ScanErrorRecord
+from reelscan.service.scan.library_store import LibraryStore
 
 
 class BatchWriter:

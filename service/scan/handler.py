@@ -29,13 +29,8 @@ from reelscan.service.jobs.handler import JobContext
 from reelscan.service.jobs.model import Stage
 from reelscan.service.scan import paths
 from reelscan.service.scan.batch_writer import BatchWriter
-from reelscan.service.scan.library_store import (
-    KnownFile,
-    LibraryStore,
-    ProbedFile,
-    ScanErrorRecord,
-    db_path,
-)
+from reelscan.service.scan.library_model import KnownFile, ProbedFile, ScanErrorRecord, library_path
+from reelscan.service.scan.library_store import LibraryStore
 from reelscan.service.scan.media_info import MediaInfo, ProbeErrorKind, ProbeFailure
 from reelscan.service.scan.prober import Prober, ProberUnavailable
 from reelscan.service.scan.spec import ScanSpec
@@ -150,7 +145,7 @@ class _ScanRun:
             pop = known.pop
             unchanged = 0
             for fs_path, size, mtime_ns in batch.files:
-                path = fs_path if fs_path.isascii() and "\\" not in fs_path else db_path(fs_path)
+                path = fs_path if fs_path.isascii() and "\\" not in fs_path else library_path(fs_path)
                 old = pop(path, None)
                 if old is not None and old[1] == size and old[2] == mtime_ns and not force:
                     unchanged += 1
@@ -161,7 +156,7 @@ class _ScanRun:
             counts["discovered"] += len(batch.files)
             counts["unchanged"] += unchanged
             for error in batch.errors:
-                path = db_path(error.path)
+                path = library_path(error.path)
                 self._error(path, ProbeErrorKind.UNREADABLE, error.reason)
                 if error.is_dir:
                     unknown_dirs.append(path)  # its files are unknown, not gone

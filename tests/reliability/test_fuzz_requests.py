@@ -758,7 +758,7 @@ def test_error_messages_quoting_long_input_stay_within_client_limits(
 
 @pytest.mark.parametrize(("rpc", "position"), [("ListScanErrors", 2**64), ("ListVideos", "\ud800")])
 def test_library_token_positions_out_of_range_are_invalid_argument(target: Target, rpc: str, position: Any) -> None:
-    """Were INTERNAL (OverflowError, UnicodeEncodeError binding the position); fixed in library_store.py."""
+    """Were INTERNAL (OverflowError, UnicodeEncodeError binding the position); fixed in sqlite_library_store.py."""
     token = page_token.encode([position], _fingerprints(target.job_ids[0])[rpc])
     assert _list_call(target, rpc, token) == Code.INVALID_ARGUMENT
 

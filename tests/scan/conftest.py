@@ -1,8 +1,9 @@
-"""Fixtures for the scanner tests: a session-wide set of real clips (encoded once), and a recording JobContext."""
+"""Fixtures for the scanner tests: a session-wide set of real clips (encoded once), a recording JobContext, and an
+empty library store of each implementation."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 import pytest
 
 from reelscan.service.jobs.model import Stage
+from reelscan.service.scan.library_store import LibraryStore
+from tests.helpers.library_stores import LIBRARY_STORE_FACTORIES, LibraryStoreFactory
 from tests.media import (
     ClipSpec,
     make_clip,
@@ -72,6 +75,16 @@ def build_corpus(directory: Path) -> Corpus:
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     return build_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(
+    params=[factory for _, factory in LIBRARY_STORE_FACTORIES], ids=[name for name, _ in LIBRARY_STORE_FACTORIES]
+)
+async def library_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LibraryStore]:
+    """An empty library store, once for each implementation (the contract suite's tests run against every one)."""
+    factory: LibraryStoreFactory = request.param
+    async with factory(tmp_path) as store:
+        yield store
 
 
 @dataclass

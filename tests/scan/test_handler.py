@@ -17,9 +17,11 @@ from reelscan.service.config import Settings
 from reelscan.service.errors import PermissionDenied
 from reelscan.service.jobs.model import Stage
 from reelscan.service.scan.handler import ScanJobHandler
-from reelscan.service.scan.library_store import LibraryStore, VideoFilter
+from reelscan.service.scan.library_model import VideoFilter
+from reelscan.service.scan.library_store import LibraryStore
 from reelscan.service.scan.pool import ProbePool
 from reelscan.service.scan.spec import ScanSpec
+from reelscan.service.scan.sqlite_library_store import SqliteLibraryStore
 from tests.helpers.unstatable import make_unstatable
 from tests.media import copy_clip
 from tests.scan.conftest import Corpus, RecordingContext
@@ -75,7 +77,7 @@ async def rig(tmp_path: Path, corpus: Corpus) -> AsyncIterator[Rig]:
     shutil.copyfile(corpus.broken["zero"], root / "zero.mp4")
     shutil.copyfile(corpus.broken["random"], root / "sub" / "random.mkv")
     settings = Settings(allow_roots=(tmp_path,), probe_workers=2, probe_timeout_s=10)
-    library = await LibraryStore.open(tmp_path / "lib.db")
+    library: LibraryStore = await SqliteLibraryStore.open(tmp_path / "lib.db")
     pool = ProbePool(size=2, timeout_s=10)
     await pool.start()
     yield Rig(root, library, pool, settings)
@@ -222,7 +224,7 @@ async def test_cancel_keeps_partial_results(tmp_path: Path, corpus: Corpus) -> N
     root = tmp_path / "media"
     for i in range(12):
         copy_clip(corpus.clips["h264_aac"].path, root / f"c{i:02}.mp4")
-    library = await LibraryStore.open(tmp_path / "lib.db")
+    library: LibraryStore = await SqliteLibraryStore.open(tmp_path / "lib.db")
     pool = ProbePool(size=2, timeout_s=10, probe_delay_s=0.25)
     await pool.start()
     await pool.wait_ready()

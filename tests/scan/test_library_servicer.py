@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +10,8 @@ from google.protobuf import duration_pb2
 
 from reelscan.service.api.library_servicer import LibraryServicer, video_filter
 from reelscan.service.errors import InvalidArgument
-from reelscan.service.scan.library_store import LibraryStore, ProbedFile, ScanErrorRecord
+from reelscan.service.scan.library_model import ProbedFile, ScanErrorRecord
+from reelscan.service.scan.library_store import LibraryStore
 from reelscan.service.scan.media_info import AudioInfo, MediaInfo, ProbeErrorKind, VideoInfo
 from reelscan.v1 import library_pb2
 
@@ -31,8 +30,9 @@ def many_streams(i: int) -> MediaInfo:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[LibraryStore]:
-    store = await LibraryStore.open(tmp_path / "lib.db")
+async def store(library_store: LibraryStore) -> LibraryStore:
+    """A store of each implementation (tests/scan/conftest.py) with big rows: 60 videos, 200 scan errors."""
+    store = library_store
     await store.write_batch(
         [ProbedFile(f"/m/{'n' * 200}-{i:03}.mp4", 1000 + i, 1, many_streams(i)) for i in range(60)],
         [
@@ -40,8 +40,7 @@ async def store(tmp_path: Path) -> AsyncIterator[LibraryStore]:
             for i in range(200)
         ],
     )
-    yield store
-    await store.close()
+    return store
 
 
 async def walk_pages(call: Any, request: Any, field: str, limit: int) -> list[int]:

@@ -1,24 +1,23 @@
-"""The library store: batched writes, filters, FTS5 search with hostile text, page tokens, scan errors."""
+"""The LibraryStore contract, run against every implementation (the `library_store` fixture, tests/scan/conftest.py):
+filters, text search with hostile text, pages and page tokens, incremental rows (what load_known reports, rows
+rewritten in place), missing and back, scan errors per job.
+
+Only the protocol is used here; what one implementation does inside (SQLite's FTS5 query) is tested beside it."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from reelscan.service.errors import InvalidArgument, NotFound
 from reelscan.service.jobs import page_token
-from reelscan.service.scan.library_store import (
-    LibraryStore,
+from reelscan.service.scan.library_model import (
     ProbedFile,
     ScanErrorRecord,
     VideoFilter,
-    db_path,
-    fts_query,
-    subtree_bounds,
 )
+from reelscan.service.scan.library_store import LibraryStore
 from reelscan.service.scan.media_info import AudioInfo, MediaInfo, ProbeErrorKind, VideoInfo
 
 
@@ -47,14 +46,13 @@ LIBRARY = {
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[LibraryStore]:
-    store = await LibraryStore.open(tmp_path / "lib.db")
-    await store.write_batch(
+async def store(library_store: LibraryStore) -> LibraryStore:
+    """A store of each implementation holding LIBRARY and one failed probe."""
+    await library_store.write_batch(
         [ProbedFile(p, 1000, 1, i) for p, i in LIBRARY.items()]
         + [ProbedFile("/m/a/broken.mp4", 10, 1, None, "Invalid data")]
     )
-    yield store
-    await store.close()
+    return library_store
 
 
 async def paths_of(store: LibraryStore, flt: VideoFilter, page_size: int = 100) -> list[str]:
@@ -71,7 +69,6 @@ async def test_path_prefix_is_a_whole_component(store: LibraryStore) -> None:
     assert await paths_of(store, VideoFilter(path_prefix="/m/a")) == expected
     assert await paths_of(store, VideoFilter(path_prefix="/m/a/")) == expected
     assert await paths_of(store, VideoFilter(path_prefix="/")) == sorted(LIBRARY)
-    assert subtree_bounds("/") == ("/", "0")
 
 
 async def test_codec_duration_height_filters(store: LibraryStore) -> None:
@@ -128,12 +125,6 @@ async def test_search_text_is_harmless(store: LibraryStore, text: str) -> None:
     assert await paths_of(store, VideoFilter()) == sorted(LIBRARY)  # and nothing was harmed
 
 
-def test_fts_query_quotes_every_word() -> None:
-    assert fts_query("holiday beach") == '"holiday"* "beach"*'
-    assert fts_query("'; --") is None
-    assert fts_query('a"b') == '"a"* "b"*'
-
-
 async def test_pages_cover_everything_once(store: LibraryStore) -> None:
     seen: list[str] = []
     token = ""
@@ -156,7 +147,7 @@ async def test_page_token_errors(store: LibraryStore) -> None:
             await store.list_videos(VideoFilter(), 2, bad)
     with pytest.raises(InvalidArgument, match="page_size"):
         await store.list_videos(VideoFilter(), -1, "")
-    # Positions SQLite cannot bind: a lone surrogate, an integer beyond 64 bits.
+    # Forged positions no database can take: a lone surrogate, an integer beyond 64 bits, the wrong types.
     with pytest.raises(InvalidArgument, match="page_token"):
         await store.list_videos(VideoFilter(), 2, page_token.encode(["\ud800"], VideoFilter().fingerprint()))
     for position in (2**64, -1, True, "7"):
@@ -210,7 +201,7 @@ async def test_reprobe_updates_in_place(store: LibraryStore) -> None:
     after = await store.get_video(path="/m/a/sub/birthday.mp4")
     assert after.id == before.id and after.create_time == before.create_time
     assert (after.size, after.mtime_ns) == (2000, 2) and after.video is not None and after.video.height == 1440
-    assert await paths_of(store, VideoFilter(query="birthday")) == ["/m/a/sub/birthday.mp4"]  # FTS not duplicated
+    assert await paths_of(store, VideoFilter(query="birthday")) == ["/m/a/sub/birthday.mp4"]  # index not duplicated
 
 
 async def test_scan_errors_pages_and_delete(store: LibraryStore) -> None:
@@ -234,12 +225,3 @@ async def test_scan_errors_pages_and_delete(store: LibraryStore) -> None:
     await store.delete_scan_errors("job-1")
     assert (await store.list_scan_errors("job-1", 10, ""))[0] == []
     assert len((await store.list_scan_errors("job-2", 10, ""))[0]) == 1
-
-
-def test_db_path_is_one_to_one() -> None:
-    assert db_path("/m/a.mp4") == "/m/a.mp4"
-    assert db_path("/m/café.mp4") == "/m/café.mp4"  # valid UTF-8: as is
-    assert db_path("/m/caf\udce9.mp4") == "/m/caf\\xe9.mp4"  # an undecodable byte: escaped
-    assert db_path("/m/caf\\xe9.mp4") == "/m/caf\\\\xe9.mp4"  # a literal backslash: doubled, so no collision
-    names = ["a\udcff", "a\\xff", "a\\\udcff", "a\\\\xff", "a\\", "a\\\\", "a\udcff\\"]
-    assert len({db_path(n) for n in names}) == len(names)
