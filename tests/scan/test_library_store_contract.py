@@ -13,9 +13,13 @@ import pytest
 from reelscan.service.errors import InvalidArgument, NotFound
 from reelscan.service.jobs import page_token
 from reelscan.service.scan.library_model import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
     ProbedFile,
     ScanErrorRecord,
+    Video,
     VideoFilter,
+    library_path,
 )
 from reelscan.service.scan.library_store import LibraryStore
 from reelscan.service.scan.media_info import AudioInfo, MediaInfo, ProbeErrorKind, VideoInfo
@@ -98,31 +102,54 @@ async def test_text_search_prefix_words_all_required(store: LibraryStore) -> Non
     assert await paths_of(store, VideoFilter(query="beach", path_prefix="/m/ab")) == []
 
 
+HOLIDAYS = ["/m/a/holiday beach.mp4", "/m/a/holiday_ski-2023.mkv", "/m/ab/other holiday.mp4"]
+
+
+# What each text matches when it is taken as plain words (an operator or wildcard read as such would match more, or
+# other files): "AND", "NOT", "NEAR", "OR" and "file" are words no file name here holds; "%", "_", "(" hold none.
 @pytest.mark.parametrize(
-    "text",
+    ("text", "expected"),
     [
-        "'; DROP TABLE videos; --",
-        '"',
-        '" OR 1=1 --',
-        "holiday*",
-        "NEAR(holiday beach)",
-        "holiday AND NOT beach",
-        "file_name:holiday",
-        "%",
-        "_",
-        "\\",
-        "^holiday",
-        "(",
-        "{col} : x",
-        "\x00",
-        "😀",
+        ("'; DROP TABLE videos; --", []),
+        ('"', []),
+        ('" OR 1=1 --', []),
+        ("holiday*", HOLIDAYS),
+        ("NEAR(holiday beach)", []),
+        ("holiday AND NOT beach", []),
+        ("file_name:holiday", []),
+        ("%", []),
+        ("_", []),
+        ("\\", []),
+        ("^holiday", HOLIDAYS),  # FTS5's "first token" operator would drop "other holiday"
+        ("(", []),
+        ("{col} : x", []),
+        ("\x00", []),
+        ("😀", []),
     ],
 )
-async def test_search_text_is_harmless(store: LibraryStore, text: str) -> None:
+async def test_search_text_is_harmless(store: LibraryStore, text: str, expected: list[str]) -> None:
     videos, _ = await store.list_videos(VideoFilter(query=text), 100, "")
     for video in videos:  # whatever matches, matches as plain words
         assert video.path in LIBRARY
+    assert [v.path for v in videos] == expected
     assert await paths_of(store, VideoFilter()) == sorted(LIBRARY)  # and nothing was harmed
+
+
+async def test_metacharacters_in_file_names_match_as_plain_text(store: LibraryStore) -> None:
+    percent, quoted, underscore = "/m/x/50% off (final).mp4", '/m/x/it\'s "quoted" [v2].mkv', "/m/x/a_b.mp4"
+    await store.write_batch([ProbedFile(p, 1000, 1, info()) for p in (percent, quoted, underscore)])
+    for text, expected in [
+        ("50%", [percent]),
+        ("(final)", [percent]),
+        ("off*", [percent]),
+        ("it's", [quoted]),
+        ('"quoted"', [quoted]),
+        ("[v2]", [quoted]),
+        ("a_b", [underscore]),
+        ("%", []),  # a LIKE wildcard would match every file
+        ("_", []),
+    ]:
+        assert await paths_of(store, VideoFilter(query=text)) == expected, text
 
 
 async def test_pages_cover_everything_once(store: LibraryStore) -> None:
@@ -225,3 +252,244 @@ async def test_scan_errors_pages_and_delete(store: LibraryStore) -> None:
     await store.delete_scan_errors("job-1")
     assert (await store.list_scan_errors("job-1", 10, ""))[0] == []
     assert len((await store.list_scan_errors("job-2", 10, ""))[0]) == 1
+
+
+# --- added with the contract: what the tests above left open ------------------------------------------------------
+
+
+async def test_path_prefix_naming_a_file_and_filters_combined(store: LibraryStore) -> None:
+    assert await paths_of(store, VideoFilter(path_prefix="/m/a/sub/birthday.mp4")) == ["/m/a/sub/birthday.mp4"]
+    assert await paths_of(store, VideoFilter(path_prefix="/m/a/sub/birth")) == []  # a component, not a string
+    assert await paths_of(store, VideoFilter(path_prefix="/nowhere")) == []
+    assert await paths_of(store, VideoFilter(video_codec="h264", min_height=1080)) == ["/m/a/holiday beach.mp4"]
+    assert await paths_of(store, VideoFilter(path_prefix="/m/a", query="holiday", max_duration_us=60_000_000)) == [
+        "/m/a/holiday_ski-2023.mkv"
+    ]
+    # The bounds are inclusive.
+    assert await paths_of(store, VideoFilter(min_duration_us=60_000_000, max_duration_us=60_000_000)) == [
+        "/m/a/holiday_ski-2023.mkv"
+    ]
+    assert await paths_of(store, VideoFilter(min_height=720, video_codec="VP9")) == ["/m/a/sub/birthday.mp4"]
+
+
+async def test_every_field_round_trips(library_store: LibraryStore) -> None:
+    video = VideoInfo("HEVC", "Main 10", 3840, 2160, 23.976, "yuv420p10le", 10, 90, "smpte2084", "bt2020", True)
+    audio = (AudioInfo("eac3", 6, 48000, "eng"), AudioInfo("aac", 2, 44100, ""))
+    full = MediaInfo(5_000_000, 7, "matroska,webm", 5_400_123_456, 12_345_678, video, audio, 3, ("eng", "fra", ""), 42)
+    sound = MediaInfo(10, 8, "mp3", None, 0, None)  # no video stream, no duration, no tags
+    before = time.time()
+    await library_store.write_batch(
+        [ProbedFile("/m/r/Full Movie.mkv", 5_000_000, 7, full), ProbedFile("/m/r/sound.mp4", 10, 8, sound)]
+    )
+    after = time.time()
+    got = await library_store.get_video(path="/m/r/Full Movie.mkv")
+    assert got == Video(
+        id=got.id,
+        path="/m/r/Full Movie.mkv",
+        file_name="Full Movie.mkv",
+        container_format="matroska,webm",
+        size=5_000_000,
+        mtime_ns=7,
+        duration_us=5_400_123_456,
+        bit_rate=12_345_678,
+        video=VideoInfo("hevc", "Main 10", 3840, 2160, 23.976, "yuv420p10le", 10, 90, "smpte2084", "bt2020", True),
+        audio=audio,
+        subtitle_count=3,
+        subtitle_languages=("eng", "fra", ""),
+        creation_time_us=42,
+        missing=False,
+        probe_time=got.probe_time,
+        create_time=got.create_time,
+    )
+    assert before <= got.create_time <= got.probe_time <= after
+    bare = await library_store.get_video(path="/m/r/sound.mp4")
+    assert (bare.video, bare.duration_us, bare.audio, bare.subtitle_languages, bare.creation_time_us) == (
+        None,
+        None,
+        (),
+        (),
+        None,
+    )
+    assert (bare.file_name, bare.container_format, bare.size, bare.mtime_ns) == ("sound.mp4", "mp3", 10, 8)
+    assert bare.id != got.id
+    # A file without a video stream or a duration is left out by the filters on them.
+    assert await paths_of(library_store, VideoFilter(min_height=1)) == ["/m/r/Full Movie.mkv"]
+    assert await paths_of(library_store, VideoFilter(min_duration_us=0)) == ["/m/r/Full Movie.mkv"]
+    assert await paths_of(library_store, VideoFilter(video_codec="hevc")) == ["/m/r/Full Movie.mkv"]
+
+
+async def test_get_video_needs_an_id_or_a_path(store: LibraryStore) -> None:
+    with pytest.raises(InvalidArgument):
+        await store.get_video()
+
+
+async def test_filtered_pages_cover_the_filtered_set_once(store: LibraryStore) -> None:
+    flt = VideoFilter(query="holiday")
+    seen: list[str] = []
+    token = ""
+    pages = 0
+    while True:
+        videos, token = await store.list_videos(flt, 1, token)
+        seen += [v.path for v in videos]
+        pages += 1
+        if not token:
+            break
+    assert seen == HOLIDAYS and pages == 3
+
+
+async def test_page_size_default_and_cap(library_store: LibraryStore) -> None:
+    count = MAX_PAGE_SIZE + 1
+    now = time.time()
+    await library_store.write_batch(
+        [ProbedFile(f"/m/many/{i:05}.mp4", 1000, 1, info()) for i in range(count)],
+        [
+            ScanErrorRecord("job-1", f"/m/many/{i:05}.mp4", ProbeErrorKind.PROBE_FAILED, "bad", now)
+            for i in range(count)
+        ],
+    )
+    for requested, expected in ((0, DEFAULT_PAGE_SIZE), (5000, MAX_PAGE_SIZE), (MAX_PAGE_SIZE + 1, MAX_PAGE_SIZE)):
+        videos, token = await library_store.list_videos(VideoFilter(), requested, "")
+        assert len(videos) == expected and token
+        errors, token = await library_store.list_scan_errors("job-1", requested, "")
+        assert len(errors) == expected and token
+    with pytest.raises(InvalidArgument, match="page_size"):
+        await library_store.list_scan_errors("job-1", -1, "")
+
+
+async def test_tokens_from_elsewhere_are_refused(store: LibraryStore) -> None:
+    now = time.time()
+    await store.write_batch(
+        errors=[ScanErrorRecord("job-1", f"/m/e/{i}.mp4", ProbeErrorKind.PROBE_FAILED, "bad", now) for i in range(3)]
+    )
+    _, videos_token = await store.list_videos(VideoFilter(), 2, "")
+    _, errors_token = await store.list_scan_errors("job-1", 2, "")
+    assert videos_token and errors_token
+    with pytest.raises(InvalidArgument, match="page_token"):
+        await store.list_videos(VideoFilter(), 2, errors_token)
+    with pytest.raises(InvalidArgument, match="page_token"):
+        await store.list_scan_errors("job-1", 2, videos_token)
+    with pytest.raises(InvalidArgument, match="page_token"):
+        await store.list_scan_errors("job-1", 2, "not a token")
+
+
+async def test_token_after_continues_right_after_the_item(store: LibraryStore) -> None:
+    everything, _ = await store.list_videos(VideoFilter(), 100, "")
+    token = store.videos_token_after(VideoFilter(), everything[1])
+    rest, next_token = await store.list_videos(VideoFilter(), 100, token)
+    assert rest == everything[2:] and next_token == ""
+    with pytest.raises(InvalidArgument, match="different filters"):
+        await store.list_videos(VideoFilter(), 100, store.videos_token_after(VideoFilter(min_height=1), everything[1]))
+    now = time.time()
+    await store.write_batch(
+        errors=[ScanErrorRecord("job-1", f"/m/e/{i}.mp4", ProbeErrorKind.PROBE_FAILED, "bad", now) for i in range(4)]
+    )
+    errors, _ = await store.list_scan_errors("job-1", 100, "")
+    rest_errors, next_token = await store.list_scan_errors(
+        "job-1", 100, store.scan_errors_token_after("job-1", errors[0])
+    )
+    assert rest_errors == errors[1:] and next_token == ""
+    with pytest.raises(InvalidArgument):
+        await store.list_scan_errors("job-2", 100, store.scan_errors_token_after("job-1", errors[0]))
+
+
+async def test_load_known_reports_the_last_stored_size_and_mtime(store: LibraryStore) -> None:
+    everything = await store.load_known("/", recursive=True)
+    assert everything == {
+        **{p: (p, 1000, 1, 0) for p in LIBRARY},
+        "/m/a/broken.mp4": ("/m/a/broken.mp4", 10, 1, 0),
+    }
+    await store.write_batch([ProbedFile("/m/a/sub/birthday.mp4", 2000, 2, info("vp9", 1440, 30))])
+    await store.write_batch([ProbedFile("/m/a/holiday beach.mp4", 3000, 3, None, "now broken")])
+    known = await store.load_known("/m/a/", recursive=True)  # a trailing slash changes nothing
+    assert known == await store.load_known("/m/a", recursive=True)
+    assert known["/m/a/sub/birthday.mp4"] == ("/m/a/sub/birthday.mp4", 2000, 2, 0)
+    assert known["/m/a/holiday beach.mp4"] == ("/m/a/holiday beach.mp4", 3000, 3, 0)  # failed now, still known
+    assert await store.load_known("/m/a/sub", recursive=False) == {
+        "/m/a/sub/birthday.mp4": ("/m/a/sub/birthday.mp4", 2000, 2, 0)
+    }
+    assert await store.load_known("/nowhere", recursive=True) == {}
+
+
+async def test_load_known_takes_a_file_system_root(library_store: LibraryStore) -> None:
+    root = "/m/caf\udce9"  # a directory name that is not UTF-8, as os.fsdecode hands it over
+    stored = library_path(root + "/x.mp4")
+    assert stored == "/m/caf\\xe9/x.mp4"
+    await library_store.write_batch([ProbedFile(stored, 1, 2, info())])
+    assert await library_store.load_known(root, recursive=True) == {stored: (stored, 1, 2, 0)}
+    assert await library_store.load_known(root, recursive=False) == {stored: (stored, 1, 2, 0)}
+
+
+async def test_unchanged_rows_stay_as_they_were(store: LibraryStore) -> None:
+    before = await store.get_video(path="/m/a/holiday beach.mp4")
+    now = time.time()
+    await store.write_batch(
+        [ProbedFile("/m/a/new.mp4", 5, 5, info())],
+        [ScanErrorRecord("job-1", "/m/a/broken.mp4", ProbeErrorKind.PROBE_FAILED, "bad", now)],
+        ["/m/a/holiday beach.mp4"],  # not missing: un-marking it changes nothing
+    )
+    await store.write_batch()  # nothing to write
+    assert await store.get_video(path="/m/a/holiday beach.mp4") == before
+    assert await paths_of(store, VideoFilter()) == sorted([*LIBRARY, "/m/a/new.mp4"])
+
+
+async def test_a_failed_reprobe_hides_the_video_and_a_good_one_brings_it_back(store: LibraryStore) -> None:
+    path = "/m/a/holiday beach.mp4"
+    before = await store.get_video(path=path)
+    await store.write_batch([ProbedFile(path, 1001, 2, None, "Invalid data")])
+    with pytest.raises(NotFound):
+        await store.get_video(path=path)
+    with pytest.raises(NotFound):
+        await store.get_video(video_id=before.id)
+    assert path not in await paths_of(store, VideoFilter(include_missing=True))
+    assert path not in await paths_of(store, VideoFilter(query="beach"))
+    await store.write_batch([ProbedFile(path, 1002, 3, info("av1", 720, 5))])
+    again = await store.get_video(path=path)
+    assert (again.id, again.create_time) == (before.id, before.create_time)  # the same entry, rewritten in place
+    assert (again.size, again.mtime_ns) == (1002, 3) and again.video is not None and again.video.codec == "av1"
+    # And a file whose earlier probe failed becomes a video once a probe succeeds.
+    await store.write_batch([ProbedFile("/m/a/broken.mp4", 11, 2, info())])
+    assert (await store.get_video(path="/m/a/broken.mp4")).size == 11
+
+
+async def test_a_probe_of_a_missing_file_clears_missing(store: LibraryStore) -> None:
+    path = "/m/a/holiday beach.mp4"
+    await store.mark_missing([path])
+    assert (await store.get_video(path=path)).missing
+    await store.write_batch([ProbedFile(path, 2000, 2, info())])  # back, changed: probed again
+    assert not (await store.get_video(path=path)).missing
+    assert path in await paths_of(store, VideoFilter())
+    assert (await store.load_known("/m/a", recursive=False))[path] == (path, 2000, 2, 0)
+
+
+async def test_mark_missing_in_chunks_ignores_unknown_paths(store: LibraryStore) -> None:
+    await store.mark_missing((p for p in [*sorted(LIBRARY), "/m/unknown.mp4"]), chunk=2)  # any iterable, once
+    assert await paths_of(store, VideoFilter()) == []
+    videos, _ = await store.list_videos(VideoFilter(include_missing=True), 100, "")
+    assert [v.path for v in videos] == sorted(LIBRARY) and all(v.missing for v in videos)
+    known = await store.load_known("/m", recursive=True)
+    assert {p: k[3] for p, k in known.items()} == {**dict.fromkeys(LIBRARY, 1), "/m/a/broken.mp4": 0}
+    assert "/m/unknown.mp4" not in known
+    await store.mark_missing([])  # nothing to do
+
+
+async def test_scan_errors_keep_their_fields_in_recorded_order(library_store: LibraryStore) -> None:
+    first = ScanErrorRecord("job-1", "/m/z.mp4", ProbeErrorKind.PROBE_TIMEOUT, "took too long", 1_700_000_000.5)
+    second = ScanErrorRecord("job-1", "/m/a.mp4", ProbeErrorKind.UNREADABLE, "permission denied", 1_700_000_001.25)
+    other = ScanErrorRecord("job-2", "/m/z.mp4", ProbeErrorKind.PROBE_CRASHED, "worker died", 1_700_000_002.0)
+    await library_store.write_batch(errors=[first])
+    await library_store.write_batch(errors=[other, second])
+    errors, token = await library_store.list_scan_errors("job-1", 10, "")
+    assert token == ""
+    assert [(e.job_id, e.path, e.kind, e.reason, e.create_time) for e in errors] == [
+        ("job-1", "/m/z.mp4", ProbeErrorKind.PROBE_TIMEOUT, "took too long", 1_700_000_000.5),  # recorded first
+        ("job-1", "/m/a.mp4", ProbeErrorKind.UNREADABLE, "permission denied", 1_700_000_001.25),
+    ]
+    assert all(isinstance(e.kind, ProbeErrorKind) for e in errors)
+    assert 0 < errors[0].id < errors[1].id
+    job_2, _ = await library_store.list_scan_errors("job-2", 10, "")
+    assert [(e.path, e.kind) for e in job_2] == [("/m/z.mp4", ProbeErrorKind.PROBE_CRASHED)]
+    assert await library_store.list_scan_errors("job-unknown", 10, "") == ([], "")
+    await library_store.delete_scan_errors("job-unknown")  # nothing to delete
+    await library_store.delete_scan_errors("job-2")
+    assert await library_store.list_scan_errors("job-2", 10, "") == ([], "")
+    assert len((await library_store.list_scan_errors("job-1", 10, ""))[0]) == 2
