@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 
+from tests.helpers.postgres import PostgresCluster, find_bin_dir
 from tests.helpers.server import ServerProcess
 from tests.helpers.stubs import Stubs
 
@@ -36,3 +39,30 @@ async def channel(server: ServerProcess) -> AsyncIterator[grpc.aio.Channel]:
 @pytest.fixture
 def stubs(channel: grpc.aio.Channel) -> Stubs:
     return Stubs(channel)
+
+
+# ---- PostgreSQL: one throwaway cluster per test session, one fresh database per test ------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    """A PostgreSQL server from the system's binaries; PostgreSQL tests skip (saying why) where there are none."""
+    if find_bin_dir() is None:
+        pytest.skip(
+            "PostgreSQL server binaries (pg_ctl, initdb) not found: install Debian's postgresql to run these tests"
+        )
+    cluster = PostgresCluster()
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture
+def pg_url(pg_cluster: PostgresCluster) -> str:
+    """postgresql:// URL of a new, empty database (NOTIFY channels are per database, so tests never cross-talk)."""
+    return pg_cluster.create_database(f"test_{os.getpid()}_{next(_databases)}")
