@@ -1,0 +1,1 @@
+"""PostgreSQL for several replicas: connecting (fail fast, clear messages), schema migrations, the change listener."""
