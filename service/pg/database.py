@@ -63,6 +63,10 @@ class PgDatabase:
                 raise DatabaseError(f"cannot read --db-password-file {password_file}: {error.strerror}") from None
         info.setdefault("connect_timeout", str(CONNECT_TIMEOUT_S))
         info.setdefault("application_name", "reelscan")
+        # TCP keepalives: a connection to a host that vanished (cut network) is found dead in ~20 s, not hours.
+        for key, value in (("keepalives", "1"), ("keepalives_idle", "10"), ("keepalives_interval", "3")):
+            info.setdefault(key, value)
+        info.setdefault("keepalives_count", "3")
         conninfo = make_conninfo(**info)
         where = describe(info)
         secret = str(info.get("password") or "")
