@@ -301,25 +301,28 @@ class SqliteJobStore:
         return claimed
 
     async def save(self, job: Job) -> bool:
+        # RETURNING: the event tells the row this statement wrote (with the stored cancel flag), not a later one.
         async with self._lock:
-            cur = await self._conn.execute(f"UPDATE jobs SET {_OWNER_ASSIGN} WHERE {_FENCE}", _fenced(job))
-            if cur.rowcount == 0:
-                return False
-            stored = await self._get(job.id)
-        if stored is not None:
-            self._changes.emit(ChangeEvent.of(stored))
+            rows = await self._conn.execute_fetchall(
+                f"UPDATE jobs SET {_OWNER_ASSIGN} WHERE {_FENCE} RETURNING {_COLUMNS}", _fenced(job)
+            )
+        if not rows:
+            return False
+        self._changes.emit(ChangeEvent.of(_job(next(iter(rows)))))
         return True
 
     async def checkpoint(self, job: Job) -> bool:
         if job.state is not JobState.RUNNING:
             return False
         async with self._lock:
-            cur = await self._conn.execute(
-                f"UPDATE jobs SET {_OWNER_ASSIGN} WHERE {_FENCE} AND seq <= :seq", _fenced(job)
+            rows = await self._conn.execute_fetchall(
+                f"UPDATE jobs SET {_OWNER_ASSIGN} WHERE {_FENCE} AND seq <= :seq RETURNING cancel_requested",
+                _fenced(job),
             )
-        if cur.rowcount == 0:
+        if not rows:
             return False
-        self._changes.emit(ChangeEvent(job.id, job.seq, job.state))
+        # The snapshot's own flag may predate a cancel request; the event tells the stored one.
+        self._changes.emit(ChangeEvent(job.id, job.seq, job.state, bool(next(iter(rows))[0])))
         return True
 
     async def request_cancel(self, job_id: str) -> Job | None:
@@ -404,10 +407,14 @@ class SqliteJobStore:
 
     async def delete(self, job_id: str) -> bool:
         async with self._lock:
-            cur = await self._conn.execute(f"DELETE FROM jobs WHERE id = ? AND state IN ({_TERMINAL})", (job_id,))
-        if cur.rowcount == 0:
+            rows = await self._conn.execute_fetchall(
+                f"DELETE FROM jobs WHERE id = ? AND state IN ({_TERMINAL}) RETURNING seq, state, cancel_requested",
+                (job_id,),
+            )
+        if not rows:
             return False
-        self._changes.emit(ChangeEvent(job_id, 0, JobState.SUCCEEDED, deleted=True))
+        seq, state, cancel_requested = next(iter(rows))
+        self._changes.emit(ChangeEvent(job_id, seq, JobState(state), bool(cancel_requested), deleted=True))
         return True
 
     @contextlib.asynccontextmanager
