@@ -13,9 +13,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+import psycopg
+import pytest
+
 from reelscan.service.jobs.model import JobState
+from reelscan.service.jobs.pg_store import PgJobStore
 from reelscan.service.jobs.sqlite_store import SqliteJobStore
 from reelscan.service.jobs.store import JobStore
+from reelscan.service.pg.database import PgDatabase
 
 
 class JobDatabase(Protocol):
@@ -33,7 +38,8 @@ class JobDatabase(Protocol):
         ...
 
 
-JobDatabaseFactory = Callable[[Path], Awaitable[JobDatabase]]
+# (tmp_path, the test's request: a factory may ask it for other fixtures, e.g. pg_url) -> a fresh database
+JobDatabaseFactory = Callable[[Path, pytest.FixtureRequest], Awaitable[JobDatabase]]
 
 
 class SqliteJobDatabase:
@@ -52,12 +58,40 @@ class SqliteJobDatabase:
         pass  # tmp_path is removed by pytest
 
 
-async def sqlite_database(tmp_path: Path) -> JobDatabase:
+async def sqlite_database(tmp_path: Path, request: pytest.FixtureRequest) -> JobDatabase:
     return SqliteJobDatabase(tmp_path / "jobs.db")
+
+
+class PgJobDatabase:
+    """A fresh PostgreSQL database of the session's throwaway cluster; each store gets its own pool, as each
+    replica has."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._databases: list[PgDatabase] = []
+
+    async def open_store(self, **options: Any) -> JobStore:
+        db = await PgDatabase.open(self.url, **options)
+        self._databases.append(db)
+        return await PgJobStore.open(db)
+
+    def committed(self, job_id: str) -> tuple[int, JobState, bool] | None:
+        with psycopg.connect(self.url) as conn:
+            row = conn.execute("SELECT seq, state, cancel_requested FROM jobs WHERE id = %s", (job_id,)).fetchone()
+        return None if row is None else (row[0], JobState(row[1]), bool(row[2]))
+
+    async def drop(self) -> None:
+        for db in self._databases:
+            await db.close()
+
+
+async def postgres_database(tmp_path: Path, request: pytest.FixtureRequest) -> JobDatabase:
+    return PgJobDatabase(request.getfixturevalue("pg_url"))
 
 
 JOB_STORES: list[tuple[str, JobDatabaseFactory]] = [
     ("sqlite", sqlite_database),
+    ("postgresql", postgres_database),
 ]
 
 

@@ -49,7 +49,7 @@ LONG_TTL_S = 60.0
 @pytest.fixture(params=JOB_STORES, ids=[name for name, _ in JOB_STORES])
 async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreSet]:
     name, factory = cast(tuple[str, JobDatabaseFactory], request.param)
-    store_set = StoreSet(name, await factory(tmp_path))
+    store_set = StoreSet(name, await factory(tmp_path, request))
     try:
         yield store_set
     finally:
