@@ -1,6 +1,8 @@
-"""Two engines on one store object: the shape several replicas on one database have.
+"""Two engines on one database: the shape several replicas have.
 
-Each engine is a server with its own identity and lease; the store decides who runs what. These tests prove the
+On SQLite both engines share one store object (one server per file); on PostgreSQL each has its own store and
+pool, as two replica processes would, and changes reach the other one through LISTEN/NOTIFY. Each engine is a
+server with its own identity and lease; the store decides who runs what. These tests prove the
 ownership rules through the engine API: a job runs on exactly one engine, any engine reads, watches and cancels a
 job running on the other, and when an engine stops heartbeating the other recovers its jobs once the lease has
 expired, while the stale engine's later writes are refused.
@@ -9,7 +11,7 @@ expired, while the stale engine's later writes are refused.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,10 @@ import pytest
 
 from reelscan.service.jobs.engine import JobEngine
 from reelscan.service.jobs.model import Job, JobKind, JobState
+from reelscan.service.jobs.pg_store import PgJobStore
 from reelscan.service.jobs.sqlite_store import SqliteJobStore
+from reelscan.service.jobs.store import JobStore
+from reelscan.service.pg.database import PgDatabase
 from tests.jobs.handlers import Recorder, SteppedHandler, eventually
 
 FAST_LEASE: dict[str, Any] = {
@@ -31,8 +36,9 @@ FAST_LEASE: dict[str, Any] = {
 
 
 class Pair:
-    def __init__(self, store: SqliteJobStore) -> None:
-        self.store = store
+    def __init__(self, open_store: Callable[[], Awaitable[JobStore]]) -> None:
+        self._open_store = open_store
+        self.store: JobStore  # the first engine's store, for looking at rows
         self.engines: list[JobEngine] = []
         self.handlers: list[SteppedHandler] = []
 
@@ -46,7 +52,10 @@ class Pair:
             **FAST_LEASE,
             **options,
         }
-        engine = JobEngine(self.store, **settings)
+        store = await self._open_store()
+        if not self.engines:
+            self.store = store
+        engine = JobEngine(store, **settings)
         engine.register(JobKind.SCAN, handler)
         await engine.start()
         self.engines.append(engine)
@@ -60,16 +69,33 @@ class Pair:
         return ran[0]
 
 
-@pytest.fixture
-async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
-    store = await SqliteJobStore.open(tmp_path / "jobs.db", take_over=True)
-    pair = Pair(store)
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def pair(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Pair]:
+    closers: list[Callable[[], Awaitable[None]]] = []
+    if request.param == "sqlite":
+        shared = await SqliteJobStore.open(tmp_path / "jobs.db", take_over=True)
+        closers.append(shared.close)
+
+        async def open_store() -> JobStore:
+            return shared
+
+    else:
+        url = request.getfixturevalue("pg_url")
+
+        async def open_store() -> JobStore:
+            db = await PgDatabase.open(url)
+            store = await PgJobStore.open(db)
+            closers.extend([db.close, store.close])  # run in reverse: the store first
+            return store
+
+    pair = Pair(open_store)
     try:
         yield pair
     finally:
         for engine in pair.engines:
             await engine.close()
-        await store.close()
+        for close in reversed(closers):
+            await close()
 
 
 async def _started(pair: Pair, job_id: str) -> int:
