@@ -122,8 +122,14 @@ class _Walk:
             if self.batch.files or self.batch.errors:
                 self.emit(self.batch)
         except BaseException as error:  # hand anything unexpected to the consumer rather than lose it in a thread
-            self.stop.set()
-            self.emit(error)
+            # Emit first, then stop. `emit` drops everything once `stop` is set, and so does the end-of-walk None
+            # the last thread sends: stopping first lost the error and left the consumer waiting on an empty queue
+            # forever (the scan hung RUNNING until its job timeout, issue 10). Queued before `stop`, the error
+            # reaches the consumer, which raises it; `stop` then ends the other threads at their next directory.
+            try:
+                self.emit(error)
+            finally:
+                self.stop.set()
         finally:
             self.shared.finished()
 
