@@ -25,7 +25,10 @@ class ConfigError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Settings:
     listen: str = "127.0.0.1:50051"
-    db_path: Path = Path("./var/reelscan.db")
+    db_path: Path = Path("./var/reelscan.db")  # SQLite (one server), unless db_url is set
+    db_url: str = ""  # postgresql://... (several replicas); the password never appears in messages
+    db_password_file: Path | None = None
+    lease_ttl_s: float = 10.0  # how long a silent replica keeps its jobs before others recover them
     allow_roots: tuple[Path, ...] = ()
     max_concurrent_jobs: int = 2
     max_queued_jobs: int = 100
@@ -47,6 +50,17 @@ class Settings:
     # fault injection on, files whose names contain "reelscan-hang" / "reelscan-crash" hang or kill their worker.
     probe_delay_s: float = 0.0
     fault_injection: bool = False
+
+    @property
+    def database(self) -> str:
+        """The database as an operator would name it (a URL without its password)."""
+        if not self.db_url:
+            return str(self.db_path)
+        scheme, _, rest = self.db_url.partition("://")
+        userinfo, at, hostpart = rest.rpartition("@")
+        if at and ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":***"
+        return f"{scheme}://{userinfo}{at}{hostpart}"
 
     @property
     def host(self) -> str:
@@ -84,7 +98,26 @@ def add_serve_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] 
         )
 
     add("--listen", "address to serve on, HOST:PORT (port 0 picks a free one)", d.listen, metavar="HOST:PORT")
-    add("--db", "SQLite database file (created if missing)", str(d.db_path), metavar="PATH")
+    add(
+        "--db",
+        "SQLite database file (created if missing; one server per file), or a postgresql://USER@HOST:PORT/DB URL "
+        "(several replicas share it)",
+        str(d.db_path),
+        metavar="PATH|URL",
+    )
+    add(
+        "--db-password-file",
+        "file holding the PostgreSQL password (else the URL's, PGPASSWORD or ~/.pgpass)",
+        None,
+        metavar="PATH",
+    )
+    add(
+        "--lease-ttl",
+        "seconds a replica's job lease lasts without a heartbeat; then other replicas recover its jobs",
+        d.lease_ttl_s,
+        type=float,
+        metavar="S",
+    )
     env_roots = env.get(_env_name("--allow-root"))
     parser.add_argument(
         "--allow-root",
@@ -172,9 +205,25 @@ def settings_from_args(ns: argparse.Namespace) -> Settings:
     def opt_path(value: object) -> Path | None:
         return Path(str(value)) if value not in (None, "") else None
 
+    db = str(ns.db)
+    db_url = ""
+    if "://" in db:
+        scheme = db.split("://", 1)[0]
+        if scheme not in ("postgresql", "postgres"):
+            raise ConfigError(f"--db: unknown URL scheme {scheme!r}; use a SQLite file path or a postgresql:// URL")
+        db_url = db
+    elif not db:
+        raise ConfigError("--db must name a SQLite file or a postgresql:// URL")
+    password_file = opt_path(ns.db_password_file)
+    if password_file is not None and not db_url:
+        raise ConfigError("--db-password-file is for a postgresql:// --db")
+
     settings = Settings(
         listen=str(ns.listen),
-        db_path=Path(str(ns.db)),
+        db_path=Path(db) if not db_url else Path(Settings().db_path),
+        db_url=db_url,
+        db_password_file=password_file,
+        lease_ttl_s=float(ns.lease_ttl),
         allow_roots=tuple(roots),
         max_concurrent_jobs=int(ns.max_concurrent_jobs),
         max_queued_jobs=int(ns.max_queued_jobs),
@@ -204,6 +253,7 @@ def settings_from_args(ns: argparse.Namespace) -> Settings:
         ("--probe-workers", settings.probe_workers),
         ("--job-retention", settings.job_retention_s),
         ("--max-message-bytes", settings.max_message_bytes),
+        ("--lease-ttl", settings.lease_ttl_s),
     ):
         _positive(name, value)
     if (settings.tls_cert is None) != (settings.tls_key is None):

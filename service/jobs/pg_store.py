@@ -249,7 +249,7 @@ class PgJobStore:
     async def _fetch(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
         async with self._db.pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(sql, params)  # type: ignore[arg-type]  # our own constant SQL
+            await cur.execute(sql, params)
             return await cur.fetchall() if cur.description else []
 
     # ---- writes ----------------------------------------------------------------------------------------------

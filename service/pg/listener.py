@@ -53,7 +53,7 @@ class PgListener:
 
     async def _connect(self) -> None:
         conn = await self._db.connect()
-        await conn.execute(f"LISTEN {self._channel}")  # type: ignore[arg-type]  # our own constant channel name
+        await conn.execute(f"LISTEN {self._channel}")
         self._conn = conn
         self._connected.set()
 

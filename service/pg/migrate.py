@@ -38,7 +38,7 @@ async def migrate(
             )
         for version in range(current + 1, newest + 1):
             for statement in versions[version]:
-                await conn.execute(statement)  # type: ignore[arg-type]  # our own constant SQL
+                await conn.execute(statement)
         if current == 0:
             await conn.execute("INSERT INTO schema_versions (component, version) VALUES (%s, %s)", (component, newest))
         elif current < newest:
