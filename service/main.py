@@ -50,6 +50,7 @@ async def _check_db_path(settings: Settings) -> None:
 async def serve(settings: Settings) -> None:
     # Imported here so `reelscan --help` and client commands do not pay for loading the server.
     from reelscan.service.server import ReelscanServer
+    from reelscan.service.sqlite_lock import DatabaseInUse
 
     await _check_db_path(settings)
     stop = asyncio.Event()
@@ -58,6 +59,8 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         server = await ReelscanServer.start(settings)
+    except DatabaseInUse as error:  # another server holds this SQLite file (before the RuntimeError below)
+        raise ConfigError(str(error)) from error
     except RuntimeError as error:  # grpc raises RuntimeError when it cannot bind
         raise ConfigError(f"cannot listen on {settings.listen}: {error}") from error
     except (OSError, ValueError) as error:  # unreadable TLS or token files, empty token

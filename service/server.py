@@ -27,6 +27,7 @@ from reelscan.service.scan.handler import ScanJobHandler
 from reelscan.service.scan.library_store import LibraryStore
 from reelscan.service.scan.prober import Prober, make_prober
 from reelscan.service.scan.sqlite_library_store import SqliteLibraryStore
+from reelscan.service.sqlite_lock import SqliteLock
 from reelscan.v1 import (
     job_service_pb2,
     job_service_pb2_grpc,
@@ -88,10 +89,21 @@ class ReelscanServer:
     library: LibraryStore
     prober: Prober
     health: health.aio.HealthServicer
+    db_lock: SqliteLock
 
     @classmethod
     async def start(cls, settings: Settings) -> ReelscanServer:
-        """Opens the database, recovers jobs, starts the probe pool and serves on settings.listen."""
+        """Locks and opens the database, recovers jobs, starts the probe pool and serves on settings.listen."""
+        # One server per SQLite file: a second one is refused here (DatabaseInUse), before any store is opened.
+        db_lock = await SqliteLock.acquire(settings.db_path)
+        try:
+            return await cls._start(settings, db_lock)
+        except BaseException:
+            await db_lock.release()
+            raise
+
+    @classmethod
+    async def _start(cls, settings: Settings, db_lock: SqliteLock) -> ReelscanServer:
         if not settings.allow_roots:
             log.warning("no --allow-root given: listening on loopback, so any absolute path may be scanned")
         job_store = await SqliteJobStore.open(settings.db_path)
@@ -141,14 +153,15 @@ class ReelscanServer:
             await job_store.close()
             await library.close()
             raise
+        host = settings.host if ":" not in settings.host else f"[{settings.host}]"
+        await db_lock.update_address(f"{host}:{port}")  # so a refused second server can say where this one is
         await prober.start()
         await engine.start()
         await server.start()
         for name in ("", *SERVICE_NAMES):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-        host = settings.host if ":" not in settings.host else f"[{settings.host}]"
         log.info("reelscan listening on %s:%d (%s)", host, port, "TLS" if credentials else "plaintext")
-        return cls(settings, server, port, engine, library, prober, health_servicer)
+        return cls(settings, server, port, engine, library, prober, health_servicer, db_lock)
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Graceful stop: NOT_SERVING first, then let RPCs finish within the grace period, then stop jobs."""
@@ -156,10 +169,13 @@ class ReelscanServer:
         await self.health.enter_graceful_shutdown()
         # Closing the engine first ends WatchJob streams at once with UNAVAILABLE (not OK: the job is not finished),
         # which tells clients to watch again once the server is back, instead of cutting them at the grace deadline.
-        await self.engine.close()
-        await self.server.stop(grace)
-        await self.prober.close()
-        await self.library.close()
+        try:
+            await self.engine.close()
+            await self.server.stop(grace)
+            await self.prober.close()
+            await self.library.close()
+        finally:
+            await self.db_lock.release()  # last: the stores are closed, another server may open the file
 
     async def wait_for_termination(self) -> None:
         await self.server.wait_for_termination()
