@@ -50,15 +50,19 @@ async def _check_db_path(settings: Settings) -> None:
 async def serve(settings: Settings) -> None:
     # Imported here so `reelscan --help` and client commands do not pay for loading the server.
     from reelscan.service.server import ReelscanServer
+    from reelscan.service.pg.database import DatabaseError
     from reelscan.service.sqlite_lock import DatabaseInUse
 
-    await _check_db_path(settings)
+    if not settings.db_url:
+        await _check_db_path(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
         server = await ReelscanServer.start(settings)
+    except DatabaseError as error:  # PostgreSQL unreachable, refused, missing, or its schema too new
+        raise ConfigError(str(error)) from error
     except DatabaseInUse as error:  # another server holds this SQLite file (before the RuntimeError below)
         raise ConfigError(str(error)) from error
     except RuntimeError as error:  # grpc raises RuntimeError when it cannot bind

@@ -22,12 +22,10 @@ from reelscan.service.api.status import add_servicer
 from reelscan.service.config import Settings
 from reelscan.service.jobs.engine import JobEngine
 from reelscan.service.jobs.model import JobKind
-from reelscan.service.jobs.sqlite_store import SqliteJobStore
 from reelscan.service.scan.handler import ScanJobHandler
 from reelscan.service.scan.library_store import LibraryStore
 from reelscan.service.scan.prober import Prober, make_prober
-from reelscan.service.scan.sqlite_library_store import SqliteLibraryStore
-from reelscan.service.sqlite_lock import SqliteLock
+from reelscan.service.storage import Stores, open_stores
 from reelscan.v1 import (
     job_service_pb2,
     job_service_pb2_grpc,
@@ -38,6 +36,7 @@ from reelscan.v1 import (
 )
 
 log = logging.getLogger(__name__)
+HEALTH_CHECK_INTERVAL_S = 0.5
 
 SERVICE_NAMES = (
     scan_service_pb2.DESCRIPTOR.services_by_name["ScanService"].full_name,
@@ -86,38 +85,41 @@ class ReelscanServer:
     server: grpc.aio.Server
     port: int
     engine: JobEngine
-    library: LibraryStore
+    stores: Stores
     prober: Prober
     health: health.aio.HealthServicer
-    db_lock: SqliteLock
+    health_watch: asyncio.Task[None] | None = None
+
+    @property
+    def library(self) -> LibraryStore:
+        return self.stores.library
 
     @classmethod
     async def start(cls, settings: Settings) -> ReelscanServer:
-        """Locks and opens the database, recovers jobs, starts the probe pool and serves on settings.listen."""
-        # One server per SQLite file: a second one is refused here (DatabaseInUse), before any store is opened.
-        db_lock = await SqliteLock.acquire(settings.db_path)
+        """Opens (and for SQLite, locks) the database, recovers jobs, starts the probe pool and serves."""
+        if not settings.allow_roots:
+            log.warning("no --allow-root given: listening on loopback, so any absolute path may be scanned")
+        stores = await open_stores(settings)
         try:
-            return await cls._start(settings, db_lock)
+            return await cls._start(settings, stores)
         except BaseException:
-            await db_lock.release()
+            await stores.close()
             raise
 
     @classmethod
-    async def _start(cls, settings: Settings, db_lock: SqliteLock) -> ReelscanServer:
-        if not settings.allow_roots:
-            log.warning("no --allow-root given: listening on loopback, so any absolute path may be scanned")
-        job_store = await SqliteJobStore.open(settings.db_path)
-        library = await SqliteLibraryStore.open(settings.db_path)
+    async def _start(cls, settings: Settings, stores: Stores) -> ReelscanServer:
         prober = make_prober(settings)
         engine = JobEngine(
-            job_store,
+            stores.jobs,
             max_concurrent=settings.max_concurrent_jobs,
             max_queued=settings.max_queued_jobs,
             default_timeout_s=settings.job_timeout_s,
             retention_s=settings.job_retention_s,
             max_watchers=settings.max_watchers,
+            checkpoint_interval_s=stores.checkpoint_interval_s,
+            lease_ttl_s=settings.lease_ttl_s,
         )
-        engine.register(JobKind.SCAN, ScanJobHandler(library, prober, settings))
+        engine.register(JobKind.SCAN, ScanJobHandler(stores.library, prober, settings))
 
         interceptors: list[grpc.aio.ServerInterceptor] = []
         if settings.auth_token_file is not None:
@@ -131,7 +133,7 @@ class ReelscanServer:
         add_servicer(scan_service_pb2_grpc.add_ScanServiceServicer_to_server, ScanServicer(engine, settings), server)
         limit = settings.max_message_bytes
         job_servicer = JobServicer(engine, max_message_bytes=limit)
-        library_servicer = LibraryServicer(library, engine, max_message_bytes=limit)
+        library_servicer = LibraryServicer(stores.library, engine, max_message_bytes=limit)
         add_servicer(job_service_pb2_grpc.add_JobServiceServicer_to_server, job_servicer, server)
         add_servicer(library_pb2_grpc.add_LibraryServiceServicer_to_server, library_servicer, server)
 
@@ -142,30 +144,62 @@ class ReelscanServer:
             server,
         )
 
-        try:
-            credentials = await asyncio.to_thread(_server_credentials, settings)
-            # Binding happens here, before any worker process starts, so a taken port fails fast and clean.
-            if credentials is None:
-                port = server.add_insecure_port(settings.listen)
-            else:
-                port = server.add_secure_port(settings.listen, credentials)
-        except BaseException:
-            await job_store.close()
-            await library.close()
-            raise
+        credentials = await asyncio.to_thread(_server_credentials, settings)
+        # Binding happens here, before any worker process starts, so a taken port fails fast and clean.
+        if credentials is None:
+            port = server.add_insecure_port(settings.listen)
+        else:
+            port = server.add_secure_port(settings.listen, credentials)
         host = settings.host if ":" not in settings.host else f"[{settings.host}]"
-        await db_lock.update_address(f"{host}:{port}")  # so a refused second server can say where this one is
+        if stores.set_address is not None:
+            await stores.set_address(f"{host}:{port}")  # so a refused second server can say where this one is
+        engine.address = f"{host}:{port}"
         await prober.start()
-        await engine.start()
+        try:
+            await engine.start()
+        except BaseException:
+            await prober.close()
+            raise
         await server.start()
+        self = cls(settings, server, port, engine, stores, prober, health_servicer)
+        await self._set_health(stores.connected())
+        self.health_watch = asyncio.create_task(self._watch_database(), name="reelscan-health")
+        log.info(
+            "reelscan listening on %s:%d (%s), database %s (%s), replica %s",
+            host,
+            port,
+            "TLS" if credentials else "plaintext",
+            stores.where,
+            stores.backend,
+            engine.owner.id,
+        )
+        return self
+
+    async def _set_health(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ("", *SERVICE_NAMES):
-            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("reelscan listening on %s:%d (%s)", host, port, "TLS" if credentials else "plaintext")
-        return cls(settings, server, port, engine, library, prober, health_servicer, db_lock)
+            await self.health.set(name, status)
+
+    async def _watch_database(self) -> None:
+        """NOT_SERVING while the database cannot be reached (a load balancer then sends clients elsewhere)."""
+        serving = self.stores.connected()
+        while True:
+            await asyncio.sleep(HEALTH_CHECK_INTERVAL_S)
+            now = self.stores.connected()
+            if now != serving:
+                serving = now
+                log.warning(
+                    "database %s: health is now %s",
+                    "back" if now else "unreachable",
+                    "SERVING" if now else "NOT_SERVING",
+                )
+                await self._set_health(now)
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Graceful stop: NOT_SERVING first, then let RPCs finish within the grace period, then stop jobs."""
         grace = self.settings.grace_period_s if grace_s is None else grace_s
+        if self.health_watch is not None:
+            self.health_watch.cancel()
         await self.health.enter_graceful_shutdown()
         # Closing the engine first ends WatchJob streams at once with UNAVAILABLE (not OK: the job is not finished),
         # which tells clients to watch again once the server is back, instead of cutting them at the grace deadline.
@@ -173,9 +207,8 @@ class ReelscanServer:
             await self.engine.close()
             await self.server.stop(grace)
             await self.prober.close()
-            await self.library.close()
         finally:
-            await self.db_lock.release()  # last: the stores are closed, another server may open the file
+            await self.stores.close()  # the SQLite lock last: another server may open the file from here on
 
     async def wait_for_termination(self) -> None:
         await self.server.wait_for_termination()

@@ -123,6 +123,16 @@ class JobEngine:
         """This server's current identity in the store."""
         return self.lease.owner
 
+    @property
+    def address(self) -> str:
+        return self.lease.owner.address
+
+    @address.setter
+    def address(self, value: str) -> None:
+        if self._started:
+            raise RuntimeError("set the address before start()")
+        self.lease.set_address(value)
+
     # ---- lifecycle -------------------------------------------------------------------------------------------
 
     def register(self, kind: JobKind, handler: JobHandler) -> None:

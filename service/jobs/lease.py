@@ -47,6 +47,10 @@ class LeaseKeeper:
     def owner(self) -> Owner:
         return self._owner
 
+    def set_address(self, address: str) -> None:
+        """Where this server can be reached (known once its port is bound; recorded with the next registration)."""
+        self._owner = dataclasses.replace(self._owner, address=address)
+
     @property
     def valid(self) -> bool:
         return asyncio.get_running_loop().time() < self._valid_until
