@@ -26,7 +26,7 @@ class ServerProcess:
 
     def __init__(
         self,
-        db_path: Path,
+        db_path: Path | str,
         *,
         allow_roots: Sequence[Path] = (),
         extra_args: Sequence[str] = (),

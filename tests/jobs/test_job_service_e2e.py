@@ -12,6 +12,7 @@ import pytest
 from google.protobuf import duration_pb2
 
 from reelscan.v1 import job_pb2, job_service_pb2, scan_service_pb2
+from tests.helpers.databases import BACKENDS, new_database
 from tests.helpers.server import ServerProcess
 from tests.helpers.stubs import Stubs
 from tests.media import copy_clip, make_clip
@@ -25,16 +26,24 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_clip(tmp_path_factory.mktemp("clips") / "source.mp4").path
 
 
-@pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("media")
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture(scope="module")
-def slow_server(tmp_path_factory: pytest.TempPathFactory, media: Path) -> Iterator[ServerProcess]:
-    """One server for the module: one probe worker, each probe slowed down, two jobs at a time."""
+def media(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Path:
+    return tmp_path_factory.mktemp(f"media-{backend}")
+
+
+@pytest.fixture(scope="module")
+def slow_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, media: Path, backend: str
+) -> Iterator[ServerProcess]:
+    """One server per backend for the module: one probe worker, each probe slowed down, two jobs at a time."""
     args = ["--probe-delay", str(PROBE_DELAY_S), "--probe-workers", "1", "--max-concurrent-jobs", "2"]
-    with ServerProcess(tmp_path_factory.mktemp("db") / "reelscan.db", allow_roots=[media], extra_args=args) as proc:
+    db = new_database(backend, request, tmp_path_factory.mktemp("db"))
+    with ServerProcess(db, allow_roots=[media], extra_args=args) as proc:
         yield proc
 
 

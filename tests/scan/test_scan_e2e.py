@@ -25,6 +25,7 @@ from reelscan.v1 import (
     library_pb2,
     scan_service_pb2,
 )
+from tests.helpers.databases import BACKENDS, new_database
 from tests.helpers.server import ServerProcess
 from tests.helpers.stubs import Stubs
 from tests.media import copy_clip, make_fifo
@@ -39,13 +40,20 @@ TERMINAL = (
 )
 
 
-@pytest.fixture(scope="module")
-def allowed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("allowed")
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, allowed: Path) -> Iterator[ServerProcess]:
+def allowed(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Path:
+    return tmp_path_factory.mktemp(f"allowed-{backend}")
+
+
+@pytest.fixture(scope="module")
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, allowed: Path, backend: str
+) -> Iterator[ServerProcess]:
     args = [
         "--fault-injection",
         "--probe-timeout",
@@ -55,7 +63,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, allowed: Path) -> Iterator[
         "--probe-delay",
         str(PROBE_DELAY_S),
     ]
-    db = tmp_path_factory.mktemp("db") / "reelscan.db"
+    db = new_database(backend, request, tmp_path_factory.mktemp("db"))
     with ServerProcess(db, allow_roots=[allowed], extra_args=args) as proc:
         yield proc
 
@@ -226,8 +234,8 @@ def scanned_root(allowed: Path, corpus: Corpus) -> tuple[Path, dict[str, Path]]:
 
 
 @pytest.fixture(scope="module")
-def first_scan_updates() -> list[job_pb2.JobUpdate]:
-    return []
+def first_scan_updates(backend: str) -> list[job_pb2.JobUpdate]:
+    return []  # one cache per backend's server
 
 
 async def scan_once(api: Api, root: Path, cache: list[job_pb2.JobUpdate]) -> list[job_pb2.JobUpdate]:
