@@ -49,8 +49,8 @@ async def _check_db_path(settings: Settings) -> None:
 
 async def serve(settings: Settings) -> None:
     # Imported here so `reelscan --help` and client commands do not pay for loading the server.
-    from reelscan.service.server import ReelscanServer
     from reelscan.service.pg.database import DatabaseError
+    from reelscan.service.server import ReelscanServer
     from reelscan.service.sqlite_lock import DatabaseInUse
 
     if not settings.db_url:

@@ -77,6 +77,8 @@ def job_to_proto(job: Job, watcher_count: int) -> job_pb2.Job:
         cancel_requested=job.cancel_requested,
         result=scan_result_to_proto(job.result),
         watcher_count=watcher_count,
+        replica_id=job.owner,
+        replica_address=job.owner_address,
     )
     if job.kind is JobKind.SCAN:
         message.scan.CopyFrom(scan_spec_to_proto(job.spec))

@@ -107,6 +107,7 @@ class Job:
     # Ownership: the server that claimed the job (kept after it ends, so one can tell where it ran; cleared when it
     # goes back to PENDING), and the claim's epoch, bumped by every claim. The owner's writes are fenced on both.
     owner: str = ""
+    owner_address: str = ""  # where the owner listens (HOST:PORT), for operators
     epoch: int = 0
 
     @property
@@ -145,10 +146,10 @@ def transition(job: Job, new_state: JobState, *, now: float, error: JobError | N
     )
 
 
-def claim(job: Job, owner: str, *, now: float) -> Job:
+def claim(job: Job, owner: str, *, now: float, address: str = "") -> Job:
     """PENDING -> RUNNING for `owner`, with a new lease epoch: the only way a job starts running."""
     running = transition(job, JobState.RUNNING, now=now)
-    return dataclasses.replace(running, owner=owner, epoch=job.epoch + 1)
+    return dataclasses.replace(running, owner=owner, owner_address=address, epoch=job.epoch + 1)
 
 
 def recover_crashed(job: Job, *, now: float) -> Job:

@@ -82,6 +82,7 @@ SCHEMA: dict[int, list[str]] = {
             dedup_key text NOT NULL,
             recoveries integer NOT NULL,
             owner text NOT NULL DEFAULT '',
+            owner_address text NOT NULL DEFAULT '',
             epoch bigint NOT NULL DEFAULT 0
         )""",
         "CREATE INDEX jobs_by_state ON jobs (state, ord)",
@@ -102,15 +103,17 @@ SCHEMA: dict[int, list[str]] = {
 _ALL = [
     "id", "kind", "state", "spec", "timeout_s", "create_time", "update_time", "start_time", "finish_time", "seq",
     "fraction", "stage", "items_done", "items_total", "current_item", "rate", "eta_s", "cancel_requested", "result",
-    "error_code", "error_message", "dedup_key", "recoveries", "owner", "epoch",
+    "error_code", "error_message", "dedup_key", "recoveries", "owner", "owner_address", "epoch",
 ]  # fmt: skip
 _COLUMNS = ", ".join(_ALL)
 _NAMED = ", ".join(f"%({c})s" for c in _ALL)
 _ASSIGN = ", ".join(f"{c} = %({c})s" for c in _ALL if c != "id")
 # An owner's write sets everything but the cancel flag (anyone may set it; no owner write clears it) and the
 # ownership itself (claims and recovery change it); a job handed back to PENDING loses its owner.
-_OWNER_ASSIGN = ", ".join(f"{c} = %({c})s" for c in _ALL if c not in ("id", "cancel_requested", "owner", "epoch"))
+_OWNERSHIP = ("owner", "owner_address", "epoch")
+_OWNER_ASSIGN = ", ".join(f"{c} = %({c})s" for c in _ALL if c not in ("id", "cancel_requested", *_OWNERSHIP))
 _OWNER_ASSIGN += f", owner = CASE WHEN %(state)s = {_PENDING} THEN '' ELSE jobs.owner END"
+_OWNER_ASSIGN += f", owner_address = CASE WHEN %(state)s = {_PENDING} THEN '' ELSE jobs.owner_address END"
 _NOW = "extract(epoch from clock_timestamp())"
 _FENCE = (
     f"id = %(id)s AND owner = %(owner)s AND epoch = %(epoch)s AND state = {_RUNNING} "
@@ -147,6 +150,7 @@ def _params(job: Job) -> dict[str, Any]:
         "dedup_key": _text(job.dedup_key),
         "recoveries": job.recoveries,
         "owner": job.owner,
+        "owner_address": job.owner_address,
         "epoch": job.epoch,
     }
 
@@ -186,6 +190,7 @@ def _job(row: dict[str, Any]) -> Job:
         dedup_key=row["dedup_key"],
         recoveries=row["recoveries"],
         owner=row["owner"],
+        owner_address=row["owner_address"],
         epoch=row["epoch"],
     )
 
@@ -330,6 +335,7 @@ class PgJobStore:
                     ORDER BY ord LIMIT %(limit)s FOR UPDATE SKIP LOCKED),
                 u AS (
                     UPDATE jobs SET state = {_RUNNING}, owner = %(owner)s, epoch = jobs.epoch + 1, seq = jobs.seq + 1,
+                        owner_address = COALESCE((SELECT address FROM owners WHERE id = %(owner)s), ''),
                         start_time = %(now)s, update_time = %(now)s,
                         stage = CASE WHEN jobs.stage = {int(Stage.QUEUED)} THEN {int(Stage.DISCOVERING)}
                                 ELSE jobs.stage END
@@ -409,7 +415,9 @@ class PgJobStore:
             recovered = []
             for job in stale:
                 new = recover_crashed(job, now=now)
-                recovered.append(dataclasses.replace(new, owner="") if new.state is JobState.PENDING else new)
+                recovered.append(
+                    dataclasses.replace(new, owner="", owner_address="") if new.state is JobState.PENDING else new
+                )
             notified: list[dict[str, Any]] = []
             for job in recovered:
                 await cur.execute(

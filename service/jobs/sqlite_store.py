@@ -86,6 +86,7 @@ _MIGRATIONS: dict[int, list[str]] = {
     2: [
         # Ownership: who runs a job, under which claim.
         "ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE jobs ADD COLUMN owner_address TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE jobs ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0",
         """CREATE TABLE owners (
             id TEXT PRIMARY KEY,
@@ -108,15 +109,17 @@ _MIGRATIONS: dict[int, list[str]] = {
 _COLUMNS = (
     "id, kind, state, spec, timeout_s, create_time, update_time, start_time, finish_time, seq, fraction, stage, "
     "items_done, items_total, current_item, rate, eta_s, cancel_requested, result, error_code, error_message, "
-    "dedup_key, recoveries, owner, epoch"
+    "dedup_key, recoveries, owner, owner_address, epoch"
 )
 _NAMED = ", ".join(f":{c.strip()}" for c in _COLUMNS.split(","))
 _ALL = [c.strip() for c in _COLUMNS.split(",")]
 _ASSIGN = ", ".join(f"{c} = :{c}" for c in _ALL if c != "id")
 # What an owner's write sets: everything but the cancel flag (anyone may set it, no owner write clears it) and the
 # ownership itself, which only claims and recovery change; a job handed back to PENDING loses its owner.
-_OWNER_ASSIGN = ", ".join(f"{c} = :{c}" for c in _ALL if c not in ("id", "cancel_requested", "owner", "epoch"))
+_OWNERSHIP = ("owner", "owner_address", "epoch")
+_OWNER_ASSIGN = ", ".join(f"{c} = :{c}" for c in _ALL if c not in ("id", "cancel_requested", *_OWNERSHIP))
 _OWNER_ASSIGN += f", owner = CASE WHEN :state = {_PENDING} THEN '' ELSE owner END"
+_OWNER_ASSIGN += f", owner_address = CASE WHEN :state = {_PENDING} THEN '' ELSE owner_address END"
 # An owner's write lands only while the job is still its claim (owner + epoch) and its lease has not expired: after
 # that, recovery may hand the job to someone else at any moment.
 _FENCE = (
@@ -153,8 +156,13 @@ def _params(job: Job) -> dict[str, Any]:
         "dedup_key": job.dedup_key,
         "recoveries": job.recoveries,
         "owner": job.owner,
+        "owner_address": job.owner_address,
         "epoch": job.epoch,
     }
+
+
+def _unowned(job: Job) -> Job:
+    return dataclasses.replace(job, owner="", owner_address="")
 
 
 def _fenced(job: Job) -> dict[str, Any]:
@@ -189,6 +197,7 @@ def _job(row: sqlite3.Row) -> Job:
         dedup_key=row["dedup_key"],
         recoveries=row["recoveries"],
         owner=row["owner"],
+        owner_address=row["owner_address"],
         epoch=row["epoch"],
     )
 
@@ -292,7 +301,9 @@ class SqliteJobStore:
                 [*kind_args, limit],
             )
             now = time.time()
-            claimed = [claim(_job(row), owner_id, now=now) for row in rows]
+            owners = await self._conn.execute_fetchall("SELECT address FROM owners WHERE id = ?", (owner_id,))
+            address = next(iter(owners))[0] if owners else ""
+            claimed = [claim(_job(row), owner_id, now=now, address=address) for row in rows]
             await self._conn.executemany(
                 f"UPDATE jobs SET {_ASSIGN} WHERE id = :id AND state = {_PENDING}", [_params(j) for j in claimed]
             )
@@ -350,7 +361,7 @@ class SqliteJobStore:
             recovered = []
             for row in rows:
                 job = recover_crashed(_job(row), now=now)
-                recovered.append(dataclasses.replace(job, owner="") if job.state is JobState.PENDING else job)
+                recovered.append(_unowned(job) if job.state is JobState.PENDING else job)
             await self._conn.executemany(
                 f"UPDATE jobs SET {_ASSIGN} WHERE id = :id AND state = {_RUNNING}", [_params(j) for j in recovered]
             )
