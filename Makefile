@@ -10,7 +10,7 @@ LISTEN ?= 127.0.0.1:50051
 DB ?= ./var/reelscan.db
 PYTEST_ARGS ?=
 
-.PHONY: install proto proto-check lint typecheck test soak run bench demo clean
+.PHONY: install proto proto-check lint typecheck test soak run cluster bench demo clean
 
 install: $(STAMP)
 
@@ -54,6 +54,11 @@ soak: $(STAMP)
 run: $(STAMP)
 	mkdir -p $(dir $(DB))
 	$(BIN)/reelscan serve --listen $(LISTEN) --db $(DB)
+
+# A throwaway PostgreSQL under var/pg (the system's PostgreSQL server binaries) and three replicas on it, on
+# 127.0.0.1:50051-50053. Ctrl-C stops them all.
+cluster: $(STAMP)
+	$(BIN)/python examples/cluster.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
