@@ -78,7 +78,8 @@ class DatabaseInUse(RuntimeError):
         self.holder = holder
         super().__init__(
             f"{db_path} is in use by another reelscan server ({holder.describe()}); "
-            "one server per SQLite file: stop that server, or give this one another --db"
+            "one server per SQLite file: stop that server, give this one another --db, or use PostgreSQL "
+            "(--db postgresql://...) for several replicas"
         )
 
 
