@@ -224,7 +224,12 @@ class _Walk:
         self._add_file(entry.path, st)
 
     def _visit_link(self, entry: os.DirEntry[str], stack: list[str]) -> None:
-        target = os.path.realpath(entry.path)
+        try:
+            target = os.path.realpath(entry.path)
+        except (RecursionError, ValueError) as error:
+            # A hostile chain of links (realpath recurses per link up to Python 3.12) costs this entry, not the scan.
+            self._error(entry.path, f"symbolic link cannot be resolved ({type(error).__name__}); not followed", False)
+            return
         if not within_any(target, self.allow_roots):
             if entry.is_dir() or extension_of(entry.name) in self.extensions:
                 self._error(entry.path, "symbolic link leads outside the allowed roots; not followed", False)

@@ -4,11 +4,10 @@ Before the fix the thread set `stop` before handing its exception over, `emit` d
 marker) because `stop` was set, and the consumer waited on an empty queue: the scan hung RUNNING until its job
 timeout. Each test here bounds its wait and fails with a message saying so, rather than hanging.
 
-Two causes are used:
-- a real one: a symbolic link at the head of a long chain of links makes os.path.realpath (recursive up to
-  Python 3.12) raise RecursionError in the walk thread when symlinks are followed; skipped where realpath copes;
-- an injected one: os.scandir raising RuntimeError for one directory (not an OSError, which is a recorded
-  WalkError), for every Python version.
+The cause is injected: os.scandir raising RuntimeError for one directory (not an OSError, which is a recorded
+WalkError). A real cause found on the way, a symbolic link at the head of a long chain of links (os.path.realpath
+recurses per link up to Python 3.12 and raises RecursionError), is now a scan error of that one entry: the last
+test shows the scan going on.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from google.protobuf import duration_pb2
 from reelscan.service.config import Settings
 from reelscan.service.scan import walker
 from reelscan.service.server import ReelscanServer
-from reelscan.v1 import job_pb2, job_service_pb2, scan_service_pb2
+from reelscan.v1 import job_pb2, job_service_pb2, library_pb2, scan_service_pb2
 from tests.helpers.stubs import Stubs
 
 # The walks here take milliseconds; with the bug they never end. The job timeout is far beyond this bound, so a
@@ -89,7 +88,8 @@ def _injected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Failure:
     return Failure(root, False, RuntimeError, "injected failure listing")
 
 
-def _symlink_chain(tmp_path: Path) -> Failure:
+def _symlink_chain(tmp_path: Path) -> Path:
+    """A scan root holding one link at the head of a chain too long for os.path.realpath (skips where it copes)."""
     root = tmp_path / "media"
     _populate(root)
     chain = tmp_path / "chain"  # outside the scanned root: only its head is seen (and followed) by the walk
@@ -115,14 +115,12 @@ def _symlink_chain(tmp_path: Path) -> Failure:
     probe.join()
     if not (raised and isinstance(raised[0], RecursionError)):
         pytest.skip("os.path.realpath resolves a long chain of links without RecursionError on this Python")
-    return Failure(root, True, RecursionError, "maximum recursion depth exceeded")
+    return head
 
 
-@pytest.fixture(params=["injected", "symlink-chain"])
-def failure(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Failure:
-    if request.param == "injected":
-        return _injected(tmp_path, monkeypatch)
-    return _symlink_chain(tmp_path)
+@pytest.fixture
+def failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Failure:
+    return _injected(tmp_path, monkeypatch)
 
 
 def _walk_threads() -> list[threading.Thread]:
@@ -186,3 +184,17 @@ async def test_scan_job_fails_promptly_with_the_walk_error(failure: Failure, api
     assert job.error.code == grpc.StatusCode.INTERNAL.value[0]
     assert f"{failure.error.__name__}: " in job.error.message, job.error.message
     assert failure.match in job.error.message, job.error.message
+
+
+async def test_a_symlink_chain_too_deep_to_resolve_costs_that_entry_only(tmp_path: Path, api: Stubs) -> None:
+    head = _symlink_chain(tmp_path)
+    root = head.parent.parent
+    request = scan_service_pb2.StartScanRequest(path=str(root), follow_symlinks=True)
+    job = (await api.scans.StartScan(request, timeout=10)).job
+    wait = job_service_pb2.WaitJobRequest(job_id=job.id, timeout=duration_pb2.Duration(seconds=int(PROMPT_S)))
+    job = (await api.jobs.WaitJob(wait, timeout=PROMPT_S + 10)).job
+    assert job.state == job_pb2.JOB_STATE_SUCCEEDED, job
+    errors = await api.library.ListScanErrors(library_pb2.ListScanErrorsRequest(job_id=job.id), timeout=10)
+    reasons = {e.path: e.reason for e in errors.errors}
+    assert "cannot be resolved (RecursionError)" in reasons[str(head)], reasons
+    assert len(reasons) > 1  # the other files were still walked (and, being junk, failed to probe)
