@@ -81,9 +81,10 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     params=[factory for _, factory in LIBRARY_STORE_FACTORIES], ids=[name for name, _ in LIBRARY_STORE_FACTORIES]
 )
 async def library_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LibraryStore]:
-    """An empty library store, once for each implementation (the contract suite's tests run against every one)."""
+    """An empty library store, once for each implementation (the contract suite's tests run against every one).
+    A factory asks `request` for what else it needs (PostgreSQL: `pg_url`), so SQLite-only runs start no cluster."""
     factory: LibraryStoreFactory = request.param
-    async with factory(tmp_path) as store:
+    async with factory(tmp_path, request) as store:
         yield store
 
 
