@@ -1,18 +1,33 @@
-"""The asyncio client. Every call is a grpc.aio call, so nothing here blocks the event loop."""
+"""The asyncio client. Every call is a grpc.aio call, so nothing here blocks the event loop.
+
+This file is also the source of the blocking client: `python -m reelscan.client.gen_sync` rewrites it into
+sync_client.py (async def -> def, no await, Async* -> *, grpc.aio -> grpc, asyncio.sleep -> time.sleep; a line marked
+`# unasync: async-only` is dropped with its block, one marked `# unasync: sync=CODE` becomes CODE). So every retry,
+paging, wait and watch loop exists once; tests/client/test_sync_generated.py fails if sync_client.py is stale.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import asyncio  # unasync: async-only
 import datetime
-import inspect
+import inspect  # unasync: async-only
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
 import grpc
 
-from reelscan.client.connection import DEFAULT_ADDRESS, DEFAULT_TIMEOUT_S, TlsOptions, aio_channel, make_options
+from reelscan.client.connection import (
+    DEFAULT_ADDRESS,
+    DEFAULT_CONNECT_TIMEOUT_S,
+    DEFAULT_TIMEOUT_S,
+    TlsOptions,
+    aio_channel,
+    aio_wait_ready,
+    make_options,
+)
 from reelscan.client.errors import ReelscanError, UnavailableError, error_from_rpc
 from reelscan.client.rpc import (
     CANCEL_JOB,
@@ -55,10 +70,12 @@ DisconnectCallback = Callable[[ReelscanError], object]
 class AsyncReelscanClient:
     """Talks to a reelscan server from asyncio code.
 
-    Use it as `async with AsyncReelscanClient("host:port") as client: ...` (or call `close()`); the channel is
-    opened on the first call, in the running event loop. Unary calls get the client's `timeout` as their
-    deadline unless a call passes `rpc_timeout`; idempotent calls are retried on UNAVAILABLE per `retry`.
-    Failures raise reelscan.client.errors.ReelscanError subclasses.
+    Use it as `async with AsyncReelscanClient("host:port") as client: ...` (or call `close()`). The channel is
+    opened on the first call, inside the running event loop. A bare HOST means port 50051. Unary calls get the
+    client's `timeout` as their deadline unless a call passes `rpc_timeout`; idempotent calls are retried on
+    UNAVAILABLE per `retry`. Failures raise reelscan.client.errors.ReelscanError subclasses. `channel` lets
+    you pass a ready channel (e.g. grpc_testing's), which the client then does not close; `sleep` is how it
+    waits between retries (injectable so tests of the backoff need not really wait).
     """
 
     def __init__(
@@ -73,12 +90,14 @@ class AsyncReelscanClient:
         reconnect: ReconnectPolicy = DEFAULT_RECONNECT,
         channel_options: Sequence[tuple[str, Any]] = (),
         channel: grpc.aio.Channel | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.options = make_options(
             address, tls=tls, token=token, metadata=metadata, timeout=timeout, channel_options=channel_options
         )
         self.retry = retry
         self.reconnect = reconnect
+        self._sleep = sleep
         self._owns_channel = channel is None
         self._channel = channel
         self._callables: dict[str, Any] = {}
@@ -100,8 +119,8 @@ class AsyncReelscanClient:
         )
 
     def _ensure_channel(self) -> None:
-        # grpc.aio ties a channel to the event loop it was made in, so it is made on first use, inside the loop
-        # that uses it: a client constructed before asyncio.run() then still works.
+        # Made on first use: grpc.aio ties a channel to the event loop it was made in, so an asyncio client
+        # constructed before asyncio.run() still works.
         if self._channel is None:
             self._channel = aio_channel(self.options)
             self._bind(self._channel)
@@ -137,7 +156,7 @@ class AsyncReelscanClient:
             if not isinstance(error, UnavailableError) or attempt >= policy.max_attempts:
                 raise error
             attempt += 1
-            await asyncio.sleep(max(backoff.next(), error.retry_delay or 0.0))
+            await self._sleep(max(backoff.next(), error.retry_delay or 0.0))
 
     async def _paged(
         self,
@@ -159,6 +178,20 @@ class AsyncReelscanClient:
             if not token or (limit is not None and count >= limit):
                 return
             setattr(request, "page_token", token)  # noqa: B010 - every paged request has page_token
+
+    async def wait_for_server(self, timeout: float = DEFAULT_CONNECT_TIMEOUT_S) -> None:  # noqa: ASYNC109
+        """Connects now. Raises UnavailableError if nothing answered at the address within `timeout` seconds (a
+        host that drops packets, a port that accepts but never speaks gRPC). A refused connection or a failed TLS
+        handshake returns at once: the next call then fails with gRPC's own, more precise, UNAVAILABLE."""
+        self._ensure_channel()
+        state = await aio_wait_ready(self._channel, timeout)
+        if state is grpc.ChannelConnectivity.SHUTDOWN:
+            raise UnavailableError("the client is closed", method="connect")
+        if state not in (grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE):
+            raise UnavailableError(
+                f"no answer from {self.options.address} within {timeout:g} s (is a reelscan server listening there?)",
+                method="connect",
+            )
 
     # ScanService
 
@@ -218,8 +251,8 @@ class AsyncReelscanClient:
         async for update in self.watch_job(job_id):
             last = update
             if on_update is not None:
-                result = on_update(update)
-                if inspect.isawaitable(result):
+                result = on_update(update)  # unasync: sync=on_update(update)
+                if inspect.isawaitable(result):  # unasync: async-only
                     await result
         if last is not None and last.HasField("job"):
             return last.job
@@ -231,7 +264,7 @@ class AsyncReelscanClient:
         response = await self._call(GET_JOB, job_service_pb2.GetJobRequest(job_id=job_id), rpc_timeout)
         return response.job
 
-    async def list_jobs(
+    def list_jobs(
         self,
         *,
         states: Iterable[job_pb2.JobState] | None = None,
@@ -242,8 +275,7 @@ class AsyncReelscanClient:
     ) -> AsyncIterator[job_pb2.Job]:
         """Yields jobs newest first, fetching pages as needed; stops after `limit` jobs when given."""
         request = list_jobs_request(states, kinds, page_size_for(page_size, limit))
-        async for job in self._paged(LIST_JOBS, request, lambda r: (r.jobs, r.next_page_token), limit, rpc_timeout):
-            yield job
+        return self._paged(LIST_JOBS, request, lambda r: (r.jobs, r.next_page_token), limit, rpc_timeout)
 
     async def cancel_job(self, job_id: str, *, rpc_timeout: float | None = None) -> job_pb2.Job:
         """Asks the server to cancel; returns the job as it is right after (a running job ends CANCELLED shortly
@@ -263,12 +295,11 @@ class AsyncReelscanClient:
         """
         if timeout is not None and timeout <= 0:
             return await self.get_job(job_id)
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         backoff = self.reconnect.backoff()
-        last_heard = loop.time()
+        last_heard = time.monotonic()
         while True:
-            chunk = WAIT_CHUNK_S if deadline is None else min(WAIT_CHUNK_S, max(deadline - loop.time(), 0.001))
+            chunk = WAIT_CHUNK_S if deadline is None else min(WAIT_CHUNK_S, max(deadline - time.monotonic(), 0.001))
             try:
                 # The call's deadline must outlast the server-side wait, or every long wait would end
                 # DEADLINE_EXCEEDED.
@@ -276,13 +307,13 @@ class AsyncReelscanClient:
                     WAIT_JOB, wait_request(job_id, chunk), chunk + (self.options.timeout or DEFAULT_TIMEOUT_S)
                 )
             except UnavailableError:
-                if out_of_time(loop.time(), last_heard, self.reconnect.give_up_after_s, deadline):
+                if out_of_time(time.monotonic(), last_heard, self.reconnect.give_up_after_s, deadline):
                     raise
-                await asyncio.sleep(backoff.next())
+                await self._sleep(backoff.next())
                 continue
-            last_heard = loop.time()
+            last_heard = time.monotonic()
             backoff.reset()
-            if response.done or (deadline is not None and loop.time() >= deadline):
+            if response.done or (deadline is not None and time.monotonic() >= deadline):
                 return response.job
 
     async def watch_job(
@@ -293,12 +324,12 @@ class AsyncReelscanClient:
         A lost connection (UNAVAILABLE, or the stream ending before the terminal state, as a server shutting
         down does) is resumed by watching again after a backoff, per the client's ReconnectPolicy; updates
         already delivered (seq <= last seen) are dropped, so the caller sees each state once and in order.
-        `on_disconnect` is called with the error before each reconnect attempt.
+        `on_disconnect` is called with the error before each reconnect attempt. Stop early by leaving the loop
+        (and closing the generator, `aclose()`): the stream is cancelled at once.
         """
         cursor = WatchCursor()
         backoff = self.reconnect.backoff()
-        loop = asyncio.get_running_loop()
-        last_heard = loop.time()
+        last_heard = time.monotonic()
         request = job_service_pb2.WatchJobRequest(job_id=job_id)
         self._ensure_channel()
         while True:
@@ -306,7 +337,7 @@ class AsyncReelscanClient:
             call = self._watch(request, metadata=self.options.call_metadata())
             try:
                 async for update in call:
-                    last_heard = loop.time()
+                    last_heard = time.monotonic()
                     backoff.reset()
                     if cursor.accept(update):
                         yield update
@@ -319,15 +350,15 @@ class AsyncReelscanClient:
                     raise error from None
             finally:
                 call.cancel()
-            if out_of_time(loop.time(), last_heard, self.reconnect.give_up_after_s, None):
+            if out_of_time(time.monotonic(), last_heard, self.reconnect.give_up_after_s, None):
                 raise error
             if on_disconnect is not None:
                 on_disconnect(error)
-            await asyncio.sleep(backoff.next())
+            await self._sleep(backoff.next())
 
     # LibraryService
 
-    async def list_videos(
+    def list_videos(
         self,
         *,
         path_prefix: str | os.PathLike[str] | None = None,
@@ -353,10 +384,7 @@ class AsyncReelscanClient:
             include_missing=include_missing,
             page_size=page_size_for(page_size, limit),
         )
-        async for video in self._paged(
-            LIST_VIDEOS, request, lambda r: (r.videos, r.next_page_token), limit, rpc_timeout
-        ):
-            yield video
+        return self._paged(LIST_VIDEOS, request, lambda r: (r.videos, r.next_page_token), limit, rpc_timeout)
 
     async def get_video(
         self, id_or_path: str | os.PathLike[str], *, rpc_timeout: float | None = None
@@ -365,12 +393,9 @@ class AsyncReelscanClient:
         response = await self._call(GET_VIDEO, get_video_request(id_or_path), rpc_timeout)
         return response.video
 
-    async def list_scan_errors(
+    def list_scan_errors(
         self, job_id: str, *, page_size: int = 0, limit: int | None = None, rpc_timeout: float | None = None
     ) -> AsyncIterator[library_pb2.ScanError]:
         """Yields the per-file failures of a scan job in the order they happened."""
         request = library_pb2.ListScanErrorsRequest(job_id=job_id, page_size=page_size_for(page_size, limit))
-        async for error in self._paged(
-            LIST_SCAN_ERRORS, request, lambda r: (r.errors, r.next_page_token), limit, rpc_timeout
-        ):
-            yield error
+        return self._paged(LIST_SCAN_ERRORS, request, lambda r: (r.errors, r.next_page_token), limit, rpc_timeout)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +14,11 @@ from typing import Any
 
 import grpc
 
-DEFAULT_ADDRESS = "127.0.0.1:50051"
+DEFAULT_PORT = 50051
+DEFAULT_ADDRESS = f"127.0.0.1:{DEFAULT_PORT}"
+# How long `wait_for_server` (and so every CLI command) waits for a connection before calling the server
+# unreachable.
+DEFAULT_CONNECT_TIMEOUT_S = 5.0
 DEFAULT_TIMEOUT_S = 30.0
 USER_AGENT = "reelscan-client/0.1"
 
@@ -91,6 +99,82 @@ class ConnectionOptions:
         return options
 
 
+# gRPC target schemes (unix:, dns:///, ipv4:, ...): passed through as they are.
+_SCHEME = re.compile(r"^(unix|unix-abstract|dns|ipv4|ipv6|vsock|xds|google-c2p):", re.IGNORECASE)
+
+
+def normalize_address(address: str) -> str:
+    """HOST:PORT as given; a bare HOST (or IPv6 address) gets the default port 50051 (gRPC itself would use 443).
+
+    Targets with a scheme (`unix:/run/reelscan.sock`, `dns:///host:port`, ...) are left alone. Raises ValueError
+    for an empty address or a port that is not a number.
+    """
+    address = address.strip()
+    if not address:
+        raise ValueError("the server address is empty")
+    if _SCHEME.match(address):
+        return address
+    if address.startswith("["):  # [v6]:port or [v6]
+        host, sep, port = address.partition("]")
+        if not port:
+            return f"{address}:{DEFAULT_PORT}" if sep else address
+        return _checked(address, port.removeprefix(":"))
+    if address.count(":") > 1:  # a bare IPv6 address
+        return f"[{address}]:{DEFAULT_PORT}"
+    host, sep, port = address.partition(":")
+    if not sep:
+        return f"{host}:{DEFAULT_PORT}"
+    if not host:
+        raise ValueError(f"no host in {address!r}")
+    return _checked(address, port)
+
+
+def _checked(address: str, port: str) -> str:
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{address!r}: the port must be a number from 1 to 65535")
+    return address
+
+
+_SETTLED = frozenset(
+    {grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SHUTDOWN}
+)
+
+
+def sync_wait_ready(channel: grpc.Channel, timeout: float) -> grpc.ChannelConnectivity:
+    """Starts connecting and waits up to `timeout` s until the channel is READY or has failed (TRANSIENT_FAILURE:
+    refused, reset, bad handshake); returns the state it is in then (still CONNECTING: nobody answered)."""
+    changed = threading.Event()
+    latest = [grpc.ChannelConnectivity.IDLE]
+
+    def on_change(state: grpc.ChannelConnectivity) -> None:
+        latest[0] = state
+        if state in _SETTLED:
+            changed.set()
+
+    channel.subscribe(on_change, try_to_connect=True)
+    try:
+        changed.wait(timeout)
+        return latest[0]
+    finally:
+        channel.unsubscribe(on_change)
+
+
+async def aio_wait_ready(channel: grpc.aio.Channel, timeout: float) -> grpc.ChannelConnectivity:  # noqa: ASYNC109
+    """The asyncio twin of sync_wait_ready."""
+    deadline = time.monotonic() + timeout
+    state: grpc.ChannelConnectivity = channel.get_state(try_to_connect=True)
+    while state not in _SETTLED:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            await asyncio.wait_for(channel.wait_for_state_change(state), remaining)
+        except TimeoutError:
+            break
+        state = channel.get_state(try_to_connect=True)
+    return state
+
+
 def sync_channel(options: ConnectionOptions) -> grpc.Channel:
     if options.tls is None:
         return grpc.insecure_channel(options.address, options=options.grpc_options())
@@ -120,7 +204,7 @@ def make_options(
     if timeout is not None and timeout <= 0:
         raise ValueError(f"timeout must be positive or None, got {timeout}")
     return ConnectionOptions(
-        address=address,
+        address=normalize_address(address),
         tls=tls,
         token=token,
         metadata=tuple((k.lower(), v) for k, v in metadata),

@@ -1,4 +1,7 @@
-"""The blocking client, for scripts and threads. Same methods and semantics as AsyncReelscanClient."""
+"""The blocking client, for scripts and threads: the same methods and semantics as AsyncReelscanClient.
+
+GENERATED from async_client.py by `python -m reelscan.client.gen_sync`: edit async_client.py, then regenerate.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,15 @@ from typing import Any, TypeVar, cast
 
 import grpc
 
-from reelscan.client.connection import DEFAULT_ADDRESS, DEFAULT_TIMEOUT_S, TlsOptions, make_options, sync_channel
+from reelscan.client.connection import (
+    DEFAULT_ADDRESS,
+    DEFAULT_CONNECT_TIMEOUT_S,
+    DEFAULT_TIMEOUT_S,
+    TlsOptions,
+    make_options,
+    sync_channel,
+    sync_wait_ready,
+)
 from reelscan.client.errors import ReelscanError, UnavailableError, error_from_rpc
 from reelscan.client.rpc import (
     CANCEL_JOB,
@@ -52,11 +63,14 @@ DisconnectCallback = Callable[[ReelscanError], object]
 
 
 class ReelscanClient:
-    """Talks to a reelscan server, blocking. Use as `with ReelscanClient("host:port") as client: ...`.
+    """Talks to a reelscan server, blocking.
 
-    Unary calls get the client's `timeout` as their deadline unless a call passes `rpc_timeout`; idempotent calls
-    are retried on UNAVAILABLE per `retry`. Failures raise reelscan.client.errors.ReelscanError subclasses.
-    `channel` lets you pass a ready channel (e.g. grpc_testing's), which the client then does not close.
+    Use it as `with ReelscanClient("host:port") as client: ...` (or call `close()`). The channel is
+    opened on the first call. A bare HOST means port 50051. Unary calls get the
+    client's `timeout` as their deadline unless a call passes `rpc_timeout`; idempotent calls are retried on
+    UNAVAILABLE per `retry`. Failures raise reelscan.client.errors.ReelscanError subclasses. `channel` lets
+    you pass a ready channel (e.g. grpc_testing's), which the client then does not close; `sleep` is how it
+    waits between retries (injectable so tests of the backoff need not really wait).
     """
 
     def __init__(
@@ -78,21 +92,32 @@ class ReelscanClient:
         )
         self.retry = retry
         self.reconnect = reconnect
-        # Injectable so tests of the backoff need not really wait.
         self._sleep = sleep
         self._owns_channel = channel is None
-        self._channel = sync_channel(self.options) if channel is None else channel
+        self._channel = channel
+        self._callables: dict[str, Any] = {}
+        self._watch: Any = None
+        if channel is not None:
+            self._bind(channel)
+
+    def _bind(self, channel: grpc.Channel) -> None:
         self._callables = {
-            m.path: self._channel.unary_unary(
+            m.path: channel.unary_unary(
                 m.path, request_serializer=m.request.SerializeToString, response_deserializer=m.response.FromString
             )
             for m in UNARY_METHODS
         }
-        self._watch = self._channel.unary_stream(
+        self._watch = channel.unary_stream(
             WATCH_JOB.path,
             request_serializer=WATCH_JOB.request.SerializeToString,
             response_deserializer=WATCH_JOB.response.FromString,
         )
+
+    def _ensure_channel(self) -> None:
+        # Made on first use, like the asyncio client's (which must make it inside the running event loop).
+        if self._channel is None:
+            self._channel = sync_channel(self.options)
+            self._bind(self._channel)
 
     def __enter__(self) -> ReelscanClient:
         return self
@@ -103,14 +128,17 @@ class ReelscanClient:
         self.close()
 
     def close(self) -> None:
-        if self._owns_channel:
+        """Closes the channel (unless it was passed in), cancelling calls still in flight."""
+        if self._owns_channel and self._channel is not None:
             self._channel.close()
+            self._channel = None
 
     def _call(self, method: Method[Req, Resp], request: Req, rpc_timeout: float | None = None) -> Resp:
         timeout = rpc_timeout if rpc_timeout is not None else self.options.timeout
         policy = self.retry if method.retryable else NO_RETRY
         backoff = policy.backoff()
         attempt = 1
+        self._ensure_channel()
         while True:
             try:
                 response = self._callables[method.path](request, timeout=timeout, metadata=self.options.call_metadata())
@@ -143,6 +171,20 @@ class ReelscanClient:
                 return
             setattr(request, "page_token", token)  # noqa: B010 - every paged request has page_token
 
+    def wait_for_server(self, timeout: float = DEFAULT_CONNECT_TIMEOUT_S) -> None:
+        """Connects now. Raises UnavailableError if nothing answered at the address within `timeout` seconds (a
+        host that drops packets, a port that accepts but never speaks gRPC). A refused connection or a failed TLS
+        handshake returns at once: the next call then fails with gRPC's own, more precise, UNAVAILABLE."""
+        self._ensure_channel()
+        state = sync_wait_ready(self._channel, timeout)
+        if state is grpc.ChannelConnectivity.SHUTDOWN:
+            raise UnavailableError("the client is closed", method="connect")
+        if state not in (grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE):
+            raise UnavailableError(
+                f"no answer from {self.options.address} within {timeout:g} s (is a reelscan server listening there?)",
+                method="connect",
+            )
+
     # ScanService
 
     def start_scan(
@@ -156,7 +198,12 @@ class ReelscanClient:
         timeout: float | datetime.timedelta | None = None,
         rpc_timeout: float | None = None,
     ) -> scan_service_pb2.StartScanResponse:
-        """See AsyncReelscanClient.start_scan: `timeout` is the job's time limit, `rpc_timeout` the deadline."""
+        """Starts a scan of the server-side directory `path` and returns at once with its job (`response.job`).
+
+        `timeout` is the job's time limit (server default when None), not the call's deadline (`rpc_timeout`).
+        If a scan of the same root is already pending or running, that job is returned and `response.existing`
+        is true.
+        """
         request = start_scan_request(
             path,
             recursive=recursive,
@@ -178,7 +225,8 @@ class ReelscanClient:
         follow_symlinks: bool = False,
         timeout: float | datetime.timedelta | None = None,
     ) -> job_pb2.Job:
-        """Starts a scan, watches it to the end calling `on_update` with each JobUpdate; returns the final Job."""
+        """Starts a scan, watches it to the end (calling `on_update` with each JobUpdate) and
+        returns the final Job. Reaching a terminal state is success for this call: check `job.state`."""
         started = self.start_scan(
             path,
             recursive=recursive,
@@ -190,6 +238,7 @@ class ReelscanClient:
         return self.follow_job(started.job.id, on_update=on_update)
 
     def follow_job(self, job_id: str, *, on_update: UpdateCallback | None = None) -> job_pb2.Job:
+        """Watches a job to its terminal state, calling `on_update` with each update; returns the final Job."""
         last: job_pb2.JobUpdate | None = None
         for update in self.watch_job(job_id):
             last = update
@@ -202,7 +251,8 @@ class ReelscanClient:
     # JobService
 
     def get_job(self, job_id: str, *, rpc_timeout: float | None = None) -> job_pb2.Job:
-        return self._call(GET_JOB, job_service_pb2.GetJobRequest(job_id=job_id), rpc_timeout).job
+        response = self._call(GET_JOB, job_service_pb2.GetJobRequest(job_id=job_id), rpc_timeout)
+        return response.job
 
     def list_jobs(
         self,
@@ -213,19 +263,26 @@ class ReelscanClient:
         limit: int | None = None,
         rpc_timeout: float | None = None,
     ) -> Iterator[job_pb2.Job]:
-        """Jobs newest first, fetching pages lazily; stops after `limit` jobs when given."""
+        """Yields jobs newest first, fetching pages as needed; stops after `limit` jobs when given."""
         request = list_jobs_request(states, kinds, page_size_for(page_size, limit))
         return self._paged(LIST_JOBS, request, lambda r: (r.jobs, r.next_page_token), limit, rpc_timeout)
 
     def cancel_job(self, job_id: str, *, rpc_timeout: float | None = None) -> job_pb2.Job:
-        return self._call(CANCEL_JOB, job_service_pb2.CancelJobRequest(job_id=job_id), rpc_timeout).job
+        """Asks the server to cancel; returns the job as it is right after (a running job ends CANCELLED shortly
+        after: use wait_job or watch_job to see it). A finished job raises FailedPreconditionError."""
+        response = self._call(CANCEL_JOB, job_service_pb2.CancelJobRequest(job_id=job_id), rpc_timeout)
+        return response.job
 
     def delete_job(self, job_id: str, *, rpc_timeout: float | None = None) -> None:
+        """Deletes a finished job and its scan errors (FailedPreconditionError while it is pending or running)."""
         self._call(DELETE_JOB, job_service_pb2.DeleteJobRequest(job_id=job_id), rpc_timeout)
 
     def wait_job(self, job_id: str, *, timeout: float | None = None) -> job_pb2.Job:
-        """Waits up to `timeout` seconds (None: for ever) for the job to finish and returns it as it then is;
-        rides out a server restart per the ReconnectPolicy (see AsyncReelscanClient.wait_job)."""
+        """Waits up to `timeout` seconds (None: for ever) for the job to finish and returns it as it then is.
+
+        Long waits are split into WaitJob calls of at most WAIT_CHUNK_S, each with a deadline just past its wait.
+        Like watch_job, it rides out a server restart (UNAVAILABLE) per the client's ReconnectPolicy.
+        """
         if timeout is not None and timeout <= 0:
             return self.get_job(job_id)
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -252,13 +309,21 @@ class ReelscanClient:
     def watch_job(
         self, job_id: str, *, on_disconnect: DisconnectCallback | None = None
     ) -> Generator[job_pb2.JobUpdate, None, None]:
-        """Yields the job's updates until (and including) the terminal one, resuming after lost connections;
-        see AsyncReelscanClient.watch_job. Close the iterator (or break out of the loop) to stop watching."""
+        """Yields the job's updates, starting with its current snapshot, until (and including) the terminal one.
+
+        A lost connection (UNAVAILABLE, or the stream ending before the terminal state, as a server shutting
+        down does) is resumed by watching again after a backoff, per the client's ReconnectPolicy; updates
+        already delivered (seq <= last seen) are dropped, so the caller sees each state once and in order.
+        `on_disconnect` is called with the error before each reconnect attempt. Stop early by leaving the loop
+        (or calling the generator's `close()`): the stream is cancelled at once.
+        """
         cursor = WatchCursor()
         backoff = self.reconnect.backoff()
         last_heard = time.monotonic()
         request = job_service_pb2.WatchJobRequest(job_id=job_id)
+        self._ensure_channel()
         while True:
+            # No deadline: a watch lasts as long as the job. Keepalive notices a dead connection instead.
             call = self._watch(request, metadata=self.options.call_metadata())
             try:
                 for update in call:
@@ -297,7 +362,8 @@ class ReelscanClient:
         limit: int | None = None,
         rpc_timeout: float | None = None,
     ) -> Iterator[library_pb2.Video]:
-        """Videos ordered by path matching every filter given, fetching pages lazily."""
+        """Yields videos ordered by path, matching every filter given, fetching pages as needed.
+        Durations are seconds (or timedeltas); `query` is a word-prefix search on the file name."""
         request = list_videos_request(
             path_prefix=path_prefix,
             video_codec=video_codec,
@@ -312,10 +378,12 @@ class ReelscanClient:
 
     def get_video(self, id_or_path: str | os.PathLike[str], *, rpc_timeout: float | None = None) -> library_pb2.Video:
         """One video by id, or by absolute path (a path-like, or a string containing a path separator)."""
-        return self._call(GET_VIDEO, get_video_request(id_or_path), rpc_timeout).video
+        response = self._call(GET_VIDEO, get_video_request(id_or_path), rpc_timeout)
+        return response.video
 
     def list_scan_errors(
         self, job_id: str, *, page_size: int = 0, limit: int | None = None, rpc_timeout: float | None = None
     ) -> Iterator[library_pb2.ScanError]:
+        """Yields the per-file failures of a scan job in the order they happened."""
         request = library_pb2.ListScanErrorsRequest(job_id=job_id, page_size=page_size_for(page_size, limit))
         return self._paged(LIST_SCAN_ERRORS, request, lambda r: (r.errors, r.next_page_token), limit, rpc_timeout)
