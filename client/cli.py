@@ -8,7 +8,14 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 
 from reelscan.client.commands import jobs, scan, videos
-from reelscan.client.commands.common import EXIT_INTERRUPTED, EXIT_USAGE, UsageError, report_error
+from reelscan.client.commands.common import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    UsageError,
+    err,
+    report_error,
+    resolve_settings,
+)
 from reelscan.client.errors import ReelscanError
 
 
@@ -46,9 +53,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = parser.parse_args(args)  # exits 2 on a usage error
     handler: Callable[[argparse.Namespace], int] = ns.handler
     try:
+        resolve_settings(ns)
         return handler(ns)
     except UsageError as error:
-        parser.error(str(error))
+        lines = str(error).splitlines() or [""]
+        err(f"reelscan: error: {lines[0]}")
+        for line in lines[1:]:
+            err(line)
+        err(f"(see `reelscan {_command_words(ns)} --help`)")
+        return EXIT_USAGE
     except ReelscanError as error:
         return report_error(error, ns.server)
     except KeyboardInterrupt:
@@ -57,7 +70,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `reelscan videos list | head`: the reader left; not an error worth a traceback.
         sys.stderr.close()
         return 0
-    return EXIT_USAGE  # unreachable: parser.error exits
+
+
+def _command_words(ns: argparse.Namespace) -> str:
+    words = [ns.command]
+    for attr in ("jobs_command", "videos_command"):
+        if getattr(ns, attr, None):
+            words.append(getattr(ns, attr))
+    return " ".join(words)
 
 
 if __name__ == "__main__":

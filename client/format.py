@@ -1,16 +1,56 @@
-"""Turning reelscan messages into text and JSON for people and scripts (used by the CLI; no I/O here)."""
+"""Turning reelscan messages into text and JSON for people and scripts (used by the CLI; no I/O here).
+
+Every string that comes from data (paths, names, reasons, tags, server messages) reaches the screen through
+`printable`, and JSON through `json_line`: see their docstrings for what is escaped and why.
+"""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import re
 from collections.abc import Mapping
 from typing import Any, cast
 
-from google.protobuf import json_format, message
+from google.protobuf import json_format, message, timestamp_pb2
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
 from reelscan.v1 import job_pb2, library_pb2, scan_pb2
+
+# What a terminal must never receive from data: C0 controls (ESC starts escape sequences, BEL ends OSC titles, CR
+# and BS overwrite what was shown, LF fakes lines), DEL, C1 controls (U+009B is CSI to many terminals), the bidi
+# controls that reorder what is shown (U+061C, LRM/RLM U+200E/U+200F, embeddings and overrides U+202A-U+202E,
+# isolates U+2066-U+2069), the line/paragraph separators U+2028/U+2029, and lone surrogates (undecodable bytes of
+# a local file name, as Python hands them over; no terminal encoding can write them).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
+# The same, minus what json.dumps escapes itself (C0 controls).
+_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x20 or code == 0x7F:
+        return f"\\x{code:02x}"
+    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape of byte 0x80-0xff: the byte, as the server writes it too
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """`text` as it is safe to show: every character in _UNSAFE replaced by an escape, nothing else touched.
+
+    C0 controls and DEL become `\\xNN` (ESC is `\\x1b`), C1 controls and the bidi and separator characters
+    `\\uNNNN` (`\\u202e`), and an undecodable byte of a local name (a surrogate escape) `\\xNN`, which is the
+    form the server already uses for such bytes in library paths (it doubles backslashes in those paths, so its
+    escapes are one-to-one). The result is shown as plain text, never as rich markup or emoji codes: callers
+    hand it to rich as a Text or with markup off.
+    """
+    return _UNSAFE.sub(_escape, text)
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 def enum_label(enum: EnumTypeWrapper, value: int, prefix: str) -> str:
@@ -51,7 +91,7 @@ STATE_CHOICES = tuple(
 
 
 def clock(seconds: float) -> str:
-    """A duration as H:MM:SS or M:SS (what progress bars show)."""
+    """A duration as H:MM:SS or M:SS (what progress bars and media durations show)."""
     seconds = max(0, round(seconds))
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
@@ -59,12 +99,46 @@ def clock(seconds: float) -> str:
 
 
 def short_duration(seconds: float) -> str:
-    """Elapsed times in summaries: 0.42s, 12.3s, 4:05."""
+    """A duration for people: 0.42s, 12.3s, 4m 05s, 2h 03m, 3d 04h."""
+    seconds = max(0.0, seconds)
     if seconds < 10:
         return f"{seconds:.2f}s"
     if seconds < 60:
         return f"{seconds:.1f}s"
-    return clock(seconds)
+    whole = round(seconds)
+    minutes, secs = divmod(whole, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d {hours:02d}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s"
+
+
+def local_datetime(ts: timestamp_pb2.Timestamp) -> datetime.datetime:
+    """A protobuf Timestamp (UTC) as an aware datetime in the local time zone (TZ, or the system's)."""
+    return ts.ToDatetime(tzinfo=datetime.UTC).astimezone()
+
+
+def zone_label(dt: datetime.datetime) -> str:
+    """The zone's abbreviation (EST, IST, CET) when it has one, else its UTC offset (+04:00)."""
+    name = dt.tzname() or ""
+    if name.isalpha():
+        return name
+    offset = dt.utcoffset() or datetime.timedelta(0)
+    sign = "-" if offset < datetime.timedelta(0) else "+"
+    minutes = abs(offset) // datetime.timedelta(minutes=1)
+    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def local_time(ts: timestamp_pb2.Timestamp, *, tty: bool = True) -> str:
+    """When something happened, in local time with its zone: `2026-12-01 15:10:00 EST` on a terminal, ISO 8601
+    with the offset (`2026-12-01T15:10:00-05:00`) in plain output for scripts."""
+    dt = local_datetime(ts)
+    if not tty:
+        return dt.isoformat(timespec="seconds")
+    return f"{dt:%Y-%m-%d %H:%M:%S} {zone_label(dt)}"
 
 
 def size(num_bytes: int) -> str:
@@ -120,8 +194,10 @@ def to_dict(msg: message.Message) -> dict[str, Any]:
 
 
 def json_line(obj: Mapping[str, Any] | message.Message) -> str:
+    """One JSON line with the exact values: text stays UTF-8, but what a terminal must not receive (see
+    printable) is written as a JSON `\\uNNNN` escape, which decodes to the very same string."""
     data = to_dict(obj) if isinstance(obj, message.Message) else obj
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return _UNSAFE_IN_JSON.sub(_json_escape, json.dumps(data, ensure_ascii=False, separators=(",", ":")))
 
 
 def update_dict(update: job_pb2.JobUpdate) -> dict[str, Any]:

@@ -11,9 +11,10 @@ from types import TracebackType
 from reelscan.client import format as fmt
 from reelscan.client.async_client import AsyncReelscanClient
 from reelscan.client.commands.common import Output
+from reelscan.client.connection import DEFAULT_ADDRESS
 from reelscan.client.errors import FailedPreconditionError, ReelscanError
 from reelscan.client.progress import JsonLines, PlainLines, ProgressView, RichBar
-from reelscan.v1 import job_pb2, library_pb2
+from reelscan.v1 import job_pb2, library_pb2, scan_pb2
 
 MAX_ERRORS_SHOWN = 20
 
@@ -61,8 +62,15 @@ def make_view(out: Output, interval: float) -> ProgressView:
     if out.json_mode:
         return JsonLines(out.stream, interval)
     if out.console is not None:
-        return RichBar(out.console, "pending")
+        return RichBar(out.console)
     return PlainLines(out.stream, interval)
+
+
+def still_running_hint(job_id: str, server: str | None = None, *, cancel_requested: bool = False) -> str:
+    """What Ctrl-C while following prints: the job goes on, and how to pick it up again."""
+    where = f" --server {server}" if server and server != DEFAULT_ADDRESS else ""
+    state = " (cancel requested)" if cancel_requested else ""
+    return f"job still running{state}: reelscan jobs watch {job_id}{where}"
 
 
 async def _cancel_when_asked(
@@ -86,20 +94,26 @@ async def follow(
     interval: float,
     interrupt: CancelOnInterrupt | None = None,
 ) -> job_pb2.Job:
-    """Shows the job's progress until it is terminal and returns its final snapshot."""
+    """Shows the job's progress until it is terminal and returns its final snapshot.
+
+    A lost connection is ridden out (with a note) only once the job has been seen: before its first update, the
+    error is raised at once, so a wrong address or a dead server is reported instead of waited on.
+    """
     view = make_view(out, interval)
     lost = False
+    last: job_pb2.JobUpdate | None = None
 
     def on_disconnect(error: ReelscanError) -> None:
         nonlocal lost
+        if last is None:
+            raise error
         if not lost:
-            view.note(f"connection lost ({error}); reconnecting...")
+            view.note(f"connection lost ({error}); reconnecting to follow job {job_id}...")
             lost = True
 
     canceller = (
         asyncio.create_task(_cancel_when_asked(client, job_id, interrupt, view)) if interrupt is not None else None
     )
-    last: job_pb2.JobUpdate | None = None
     view.start()
     try:
         async for update in client.watch_job(job_id, on_disconnect=on_disconnect):
@@ -115,6 +129,13 @@ async def follow(
     if last is not None and last.HasField("job"):
         return last.job
     return await client.get_job(job_id)
+
+
+def nothing_found_hint(spec: scan_pb2.ScanSpec) -> str:
+    """Why a scan can find nothing: which extensions it looked for, and where."""
+    extensions = ", ".join(f".{e}" for e in spec.extensions) or "the server's default list"
+    depth = "" if spec.recursive else " (this directory only: --no-recursive)"
+    return f"no video files found{depth}: looked for {extensions}; pass --extensions LIST to look for others"
 
 
 def job_title(job: job_pb2.Job) -> str:
@@ -139,6 +160,8 @@ async def report_outcome(client: AsyncReelscanClient, job: job_pb2.Job, out: Out
     took = f" in {fmt.short_duration(elapsed)}" if elapsed is not None else ""
     out.line(f"{job_title(job)} {fmt.state_label(job.state)}{took} (job {job.id})")
     out.line(f"  {fmt.result_summary(job.result)}")
+    if job.result.discovered == 0 and job.state == job_pb2.JOB_STATE_SUCCEEDED and job.HasField("scan"):
+        out.line(f"  {nothing_found_hint(job.scan)}")
     if job.HasField("error") and job.error.message:
         out.line(f"  error: {job.error.message}")
     if job.state == job_pb2.JOB_STATE_CANCELLED:

@@ -11,13 +11,21 @@ from reelscan.client.commands.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     Output,
+    UsageError,
     add_connection_arguments,
     add_json_argument,
     async_client,
+    err,
     exit_code_for,
     positive_float,
 )
-from reelscan.client.commands.follow import CancelOnInterrupt, add_progress_arguments, follow, report_outcome
+from reelscan.client.commands.follow import (
+    CancelOnInterrupt,
+    add_progress_arguments,
+    follow,
+    report_outcome,
+    still_running_hint,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,8 +35,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description=(
             "Start a scan of PATH (a directory on the server's machine; a relative path is made absolute here) and "
             "follow it with a live progress bar, then print the result and the scan errors. Ctrl-C cancels the "
-            "job on the server and waits for it to end CANCELLED. Exit codes: 0 succeeded, 1 failed (or the "
-            "server refused), 2 usage error, 3 cancelled, 4 timed out."
+            "job on the server and waits for it to end CANCELLED (a second Ctrl-C stops waiting). Exit codes: 0 "
+            "succeeded, 1 failed (or the server refused), 2 usage error, 3 cancelled, 4 timed out, 130 "
+            "interrupted (Ctrl-C while the job goes on)."
         ),
     )
     parser.add_argument("path", metavar="PATH", help="directory to scan")
@@ -50,11 +59,31 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.set_defaults(handler=run)
 
 
+def check_path(text: str, what: str = "PATH") -> str:
+    """The absolute form of a directory argument; UsageError for an empty one or one the server cannot take."""
+    if not text.strip():
+        raise UsageError(f"{what} is empty: give a directory (`.` for the current one)")
+    path = os.path.abspath(os.path.expanduser(text))
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(
+            f"{what} {path} is not valid UTF-8: the server takes UTF-8 paths only; scan a directory above it"
+        ) from None
+    return path
+
+
 def run(ns: argparse.Namespace) -> int:
-    ns.path = os.path.abspath(os.path.expanduser(ns.path))
+    ns.path = check_path(ns.path)
+    ns.started_job_id = None
+    ns.interrupt = None
     try:
         return asyncio.run(_scan(ns))
-    except asyncio.CancelledError:  # a second Ctrl-C: stop waiting for the cancel to land
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        # Ctrl-C on a scan someone else started, or a second Ctrl-C while ours was being cancelled.
+        if ns.started_job_id:
+            cancelling = ns.interrupt is not None and ns.interrupt.requested.is_set()
+            err(still_running_hint(ns.started_job_id, ns.server, cancel_requested=cancelling))
         return EXIT_INTERRUPTED
 
 
@@ -63,8 +92,10 @@ async def _scan(ns: argparse.Namespace) -> int:
     path: str = ns.path
     extensions = [e.strip() for e in ns.extensions.split(",") if e.strip()] if ns.extensions else None
     async with async_client(ns) as client:
+        await client.wait_for_server(ns.connect_timeout)
         # Installed before StartScan so a Ctrl-C during it still cancels the job once we know its id.
         with CancelOnInterrupt() as interrupt:
+            ns.interrupt = interrupt
             started = await client.start_scan(
                 path,
                 recursive=not ns.no_recursive,
@@ -74,6 +105,7 @@ async def _scan(ns: argparse.Namespace) -> int:
                 timeout=ns.timeout,
             )
             job = started.job
+            ns.started_job_id = job.id
             if started.existing:
                 # Someone else's scan of this root: Ctrl-C stops following it but does not cancel it.
                 interrupt.cancel_job = False
@@ -87,5 +119,6 @@ async def _scan(ns: argparse.Namespace) -> int:
             if ns.detach:
                 return EXIT_OK
             final = await follow(client, job.id, out, interval=ns.progress_interval, interrupt=interrupt)
+            ns.started_job_id = None  # it ended: nothing to pick up after a late Ctrl-C
         await report_outcome(client, final, out)
         return exit_code_for(final.state)

@@ -9,10 +9,12 @@ from reelscan.client import format as fmt
 from reelscan.client.commands.common import (
     EXIT_OK,
     Output,
+    UsageError,
     add_connection_arguments,
     add_json_argument,
     positive_float,
     positive_int,
+    resolve_job_id,
     sync_client,
 )
 from reelscan.v1 import library_pb2
@@ -27,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     _common(p, run_list)
 
     p = commands.add_parser("search", help="find videos whose file name matches all the words (prefix match)")
-    p.add_argument("query", metavar="WORDS")
+    p.add_argument("query", metavar="WORD", nargs="+", help="words of the file name (quotes are optional)")
     _filters(p)
     _common(p, run_list)
 
@@ -36,7 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     _common(p, run_get)
 
     p = subparsers.add_parser("errors", help="list the files a scan job could not probe")
-    p.add_argument("job_id", metavar="JOB_ID")
+    p.add_argument("job_id", metavar="JOB_ID", help="a job id, or any unique prefix of at least 6 characters of one")
     p.add_argument("--limit", type=positive_int, default=0, help="show at most N errors [default: all]")
     _common(p, run_errors)
 
@@ -72,9 +74,37 @@ def _row(video: library_pb2.Video) -> list[str]:
     ]
 
 
+def library_form(path: str) -> str:
+    """A local path as the library stores it: as it is, unless it holds a backslash or bytes that are not UTF-8
+    (surrogate escapes); then backslashes are doubled and each such byte is written \\xNN (the server's rule)."""
+    if "\\" not in path:
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            pass
+        else:
+            return path
+    raw = path.encode("utf-8", "surrogateescape")
+    return raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
+
+
+def local_path(text: str, what: str) -> str:
+    if not text.strip():
+        raise UsageError(f"{what} is empty")
+    return library_form(os.path.abspath(os.path.expanduser(text)))
+
+
+VIDEO_HEADERS = ("ID", "PATH", "DURATION", "RES", "CODEC", "FPS", "AUDIO", "SIZE")
+VIDEO_FOLD = ("PATH", "AUDIO")
+VIDEO_OPTIONAL = ("AUDIO", "FPS", "CODEC", "SIZE", "ID")
+
+
 def run_list(ns: argparse.Namespace) -> int:
     out = Output(json_mode=ns.json)
-    prefix = os.path.abspath(os.path.expanduser(ns.prefix)) if ns.prefix else None
+    prefix = local_path(ns.prefix, "--prefix") if ns.prefix is not None else None
+    query = " ".join(ns.query) if getattr(ns, "query", None) else None
+    if query is not None and not query.strip():
+        raise UsageError("WORD is empty: give words of the file name")
     with sync_client(ns) as client:
         videos = client.list_videos(
             path_prefix=prefix,
@@ -82,7 +112,7 @@ def run_list(ns: argparse.Namespace) -> int:
             min_duration=ns.min_duration,
             max_duration=ns.max_duration,
             min_height=ns.min_height,
-            query=getattr(ns, "query", None),
+            query=query,
             include_missing=ns.include_missing,
             limit=ns.limit or None,
         )
@@ -90,11 +120,11 @@ def run_list(ns: argparse.Namespace) -> int:
             for video in videos:
                 out.json(video)
         else:
-            out.table(("ID", "PATH", "DURATION", "RES", "CODEC", "FPS", "AUDIO", "SIZE"), (_row(v) for v in videos))
+            out.table(VIDEO_HEADERS, (_row(v) for v in videos), fold=VIDEO_FOLD, optional=VIDEO_OPTIONAL)
     return EXIT_OK
 
 
-def describe(video: library_pb2.Video) -> list[tuple[str, str]]:
+def describe(video: library_pb2.Video, *, tty: bool = True) -> list[tuple[str, str]]:
     pairs = [
         ("id", video.id),
         ("path", video.path + (" (missing)" if video.missing else "")),
@@ -115,33 +145,36 @@ def describe(video: library_pb2.Video) -> list[tuple[str, str]]:
     if video.subtitle_count:
         pairs.append(("subtitles", f"{video.subtitle_count} ({', '.join(video.subtitle_languages) or 'untagged'})"))
     if video.HasField("creation_time"):
-        pairs.append(("created", video.creation_time.ToDatetime().isoformat(timespec="seconds") + "Z"))
+        pairs.append(("created", fmt.local_time(video.creation_time, tty=tty)))
     return pairs
 
 
 def run_get(ns: argparse.Namespace) -> int:
     out = Output(json_mode=ns.json)
     ref: str = ns.video
+    if not ref.strip():
+        raise UsageError("ID_OR_PATH is empty")
     if "/" in ref or os.sep in ref:
-        ref = os.path.abspath(os.path.expanduser(ref))
+        ref = local_path(ref, "ID_OR_PATH")
     with sync_client(ns) as client:
         video = client.get_video(ref)
     if ns.json:
         out.json(video)
     else:
-        out.fields(describe(video))
+        out.fields(describe(video, tty=out.tty))
     return EXIT_OK
 
 
 def run_errors(ns: argparse.Namespace) -> int:
     out = Output(json_mode=ns.json)
     with sync_client(ns) as client:
-        errors = client.list_scan_errors(ns.job_id, limit=ns.limit or None)
+        job_id = resolve_job_id(client, ns.job_id)
+        errors = client.list_scan_errors(job_id, limit=ns.limit or None)
         if ns.json:
             for error in errors:
                 out.json(error)
         else:
             rows = ([e.path, fmt.error_kind_label(e.kind), e.reason] for e in errors)
-            if out.table(("PATH", "KIND", "REASON"), rows) == 0 and out.tty:
-                out.line(f"job {ns.job_id} has no scan errors")
+            if out.table(("PATH", "KIND", "REASON"), rows, fold=("PATH", "REASON")) == 0 and out.tty:
+                out.line(f"job {job_id} has no scan errors")
     return EXIT_OK
