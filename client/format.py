@@ -132,6 +132,16 @@ def zone_label(dt: datetime.datetime) -> str:
     return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
 
 
+def local_time_short(ts: timestamp_pb2.Timestamp, *, tty: bool = True) -> str:
+    """local_time for table cells: `15:10:00 EST` today, `2026-11-29 15:10 EST` before (ISO 8601 off a terminal)."""
+    dt = local_datetime(ts)
+    if not tty:
+        return dt.isoformat(timespec="seconds")
+    if dt.date() == datetime.datetime.now(dt.tzinfo).date():
+        return f"{dt:%H:%M:%S} {zone_label(dt)}"
+    return f"{dt:%Y-%m-%d %H:%M} {zone_label(dt)}"
+
+
 def local_time(ts: timestamp_pb2.Timestamp, *, tty: bool = True) -> str:
     """When something happened, in local time with its zone: `2026-12-01 15:10:00 EST` on a terminal, ISO 8601
     with the offset (`2026-12-01T15:10:00-05:00`) in plain output for scripts."""

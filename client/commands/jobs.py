@@ -113,7 +113,7 @@ def _state(text: str) -> job_pb2.JobState:
 LIST_HEADERS = ("ID", "STATE", "DONE", "CREATED", "TOOK", "PATH", "RESULT")
 # On a narrow terminal these columns go first (ids are never cut; paths wrap).
 LIST_FOLD = ("PATH", "RESULT")
-LIST_OPTIONAL = ("RESULT", "TOOK", "CREATED", "DONE")
+LIST_OPTIONAL = ("RESULT", "TOOK", "DONE", "CREATED")
 
 
 def list_row(job: job_pb2.Job, *, tty: bool) -> list[str]:
@@ -122,7 +122,7 @@ def list_row(job: job_pb2.Job, *, tty: bool) -> list[str]:
         job.id,
         fmt.state_label(job.state),
         f"{job.progress * 100:.0f}%",
-        fmt.local_time(job.create_time, tty=tty),
+        fmt.local_time_short(job.create_time, tty=tty),
         fmt.short_duration(elapsed) if elapsed is not None else "-",
         job.scan.path if job.HasField("scan") else "-",
         f"{job.result.discovered} found, {job.result.failed} failed",
