@@ -125,13 +125,13 @@ def normalize_address(address: str) -> str:
     if not sep:
         return f"{host}:{DEFAULT_PORT}"
     if not host:
-        raise ValueError(f"no host in {address!r}")
+        raise ValueError("no host before the port")
     return _checked(address, port)
 
 
 def _checked(address: str, port: str) -> str:
     if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{address!r}: the port must be a number from 1 to 65535")
+        raise ValueError(f"the port must be a number from 1 to 65535, not {port!r}")
     return address
 
 
@@ -203,8 +203,12 @@ def make_options(
         tls = None
     if timeout is not None and timeout <= 0:
         raise ValueError(f"timeout must be positive or None, got {timeout}")
+    try:
+        address = normalize_address(address)
+    except ValueError as error:
+        raise ValueError(f"server address {address!r}: {error}") from None
     return ConnectionOptions(
-        address=normalize_address(address),
+        address=address,
         tls=tls,
         token=token,
         metadata=tuple((k.lower(), v) for k, v in metadata),
