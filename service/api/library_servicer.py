@@ -10,7 +10,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from reelscan.service.api import paging
 from reelscan.service.errors import InvalidArgument
 from reelscan.service.jobs.engine import JobEngine
-from reelscan.service.scan.library_model import ScanErrorRecord, Video, VideoFilter
+from reelscan.service.scan.library_model import ScanErrorRecord, Video, VideoFilter, VideoStatus
 from reelscan.service.scan.library_store import LibraryStore
 from reelscan.v1 import library_pb2, library_pb2_grpc
 
@@ -47,6 +47,9 @@ def video_to_proto(video: Video) -> library_pb2.Video:
         subtitle_count=video.subtitle_count,
         subtitle_languages=list(video.subtitle_languages),
         missing=video.missing,
+        status=int(video.status),  # type: ignore[arg-type]  # same numbers as reelscan.v1.VideoStatus
+        failure_reason=video.failure_reason,
+        failure_kind=0 if video.failure_kind is None else int(video.failure_kind),  # type: ignore[arg-type]
     )
     for field, ns in (
         ("mtime", video.mtime_ns),
@@ -112,7 +115,14 @@ def video_filter(request: library_pb2.ListVideosRequest) -> VideoFilter:
     max_us = _duration_us(request, "max_duration")
     if min_us is not None and max_us is not None and min_us > max_us:
         raise InvalidArgument("min_duration is longer than max_duration", field="min_duration")
+    statuses = set()
+    for value in request.statuses:
+        try:
+            statuses.add(VideoStatus(value))
+        except ValueError:
+            raise InvalidArgument(f"statuses contains an invalid video status ({value})", field="statuses") from None
     return VideoFilter(
+        statuses=frozenset(statuses),
         path_prefix=request.path_prefix,
         video_codec=request.video_codec.strip(),
         min_duration_us=min_us,

@@ -3,13 +3,16 @@
 Stages, as watchers see them:
 - DISCOVERING: walking the tree; `done` counts files found, the total is unknown (progress holds).
 - PROBING: `done`/`total` over the files that need a probe (new, changed, or all with force); current_item is the
-  file just started. Unchanged files, failed ones included, are neither probed nor rewritten.
+  file just started. Unchanged files, known-broken ones (last probe failed) included, are neither probed nor
+  rewritten.
 - FINALIZING: the last batch is written and files gone from disk are marked missing.
 Result counts are published as they change, so a cancelled or timed-out scan keeps accurate partial counts.
 
 Counting (reelscan.v1.ScanResult): discovered = new + updated + unchanged + failed, plus files not reached when a
-scan is cut short. `failed` covers files that could not be read (walk) or probed; `probed` = new + updated + probe
-failures. Unreadable directories are scan errors too, but not files, so not in `failed`.
+scan is cut short. `failed` covers files that could not be read (walk) or probed by this scan; `probed` = new +
+updated + probe failures. `unchanged_failed` is the part of `unchanged` whose last probe had failed: known-broken
+files skipped without a probe (no scan error this time; not in `failed`). Unreadable directories are scan errors
+too, but not files, so not in `failed`.
 """
 
 from __future__ import annotations
@@ -82,7 +85,9 @@ class _ScanRun:
         self.prober = prober
         self.settings = settings
         self.writer = BatchWriter(library)
-        self.counts = dict.fromkeys(("discovered", "probed", "new", "updated", "unchanged", "missing", "failed"), 0)
+        self.counts = dict.fromkeys(
+            ("discovered", "probed", "new", "updated", "unchanged", "unchanged_failed", "missing", "failed"), 0
+        )
 
     def _publish(self) -> None:
         self.ctx.set_result(self.counts)
@@ -143,18 +148,21 @@ class _ScanRun:
             # Entries found are popped from `known`, so what is left at the end is what the walk did not find.
             # This loop runs once per file of a 100,000-file rescan: locals and no per-file method calls.
             pop = known.pop
-            unchanged = 0
+            unchanged = unchanged_failed = 0
             for fs_path, size, mtime_ns in batch.files:
                 path = fs_path if fs_path.isascii() and "\\" not in fs_path else library_path(fs_path)
                 old = pop(path, None)
                 if old is not None and old[1] == size and old[2] == mtime_ns and not force:
                     unchanged += 1
+                    if old[4]:  # known broken: its last probe failed, and the same file would fail again
+                        unchanged_failed += 1
                     if old[3]:  # was missing
                         self.writer.add_unmissing(path)  # back on disk as it was: no probe needed
                 else:
                     todo.append(_Todo(fs_path, path, size, mtime_ns, old is not None))
             counts["discovered"] += len(batch.files)
             counts["unchanged"] += unchanged
+            counts["unchanged_failed"] += unchanged_failed
             for error in batch.errors:
                 path = library_path(error.path)
                 self._error(path, ProbeErrorKind.UNREADABLE, error.reason)
@@ -201,7 +209,7 @@ class _ScanRun:
             counts["updated" if item.known else "new"] += 1
             return
         # A failed probe is stored too, so the unchanged file is not probed again by the next scan.
-        self.writer.add_probed(ProbedFile(item.path, item.size, item.mtime_ns, None, outcome.reason))
+        self.writer.add_probed(ProbedFile(item.path, item.size, item.mtime_ns, None, outcome.reason, outcome.kind))
         self._error(item.path, outcome.kind, outcome.reason)
         counts["failed"] += 1
 

@@ -6,6 +6,7 @@ not UTF-8 (escaped then, one-to-one): text columns and protobuf strings must be 
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from reelscan.service.errors import InvalidArgument
@@ -50,20 +51,31 @@ def effective_page_size(value: int) -> int:
     return min(value or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
-# What the library knew about a path before this scan: (path, size, mtime_ns, missing 0/1). A plain tuple, as the
-# database returns it: a rescan loads 100,000 of them, and named tuples would double the cost.
-KnownFile = tuple[str, int, int, int]
+# What the library knew about a path before this scan: (path, size, mtime_ns, missing 0/1, failed 0/1), failed
+# meaning its last probe failed. A plain tuple, as the database returns it: a rescan loads 100,000 of them, and
+# named tuples would double the cost.
+KnownFile = tuple[str, int, int, int, int]
+
+
+class VideoStatus(enum.IntEnum):
+    """What the library knows of a file now; values equal reelscan.v1.VideoStatus. Each entry has exactly one."""
+
+    OK = 1  # on disk at the latest scan of its directory, last probe succeeded
+    FAILED = 2  # on disk at the latest scan of its directory, last probe failed
+    MISSING = 3  # not found by the latest scan of its directory, whatever its last probe said
 
 
 @dataclass(frozen=True, slots=True)
 class ProbedFile:
-    """One probe's outcome, ready to store. `info` is None for a failed probe (then `error` says why)."""
+    """One probe's outcome, ready to store. `info` is None for a failed probe (then `error` and `error_kind` say
+    why; the kind is ignored for a successful probe)."""
 
     path: str  # library_path form
     size: int
     mtime_ns: int
     info: MediaInfo | None
     error: str = ""
+    error_kind: ProbeErrorKind = ProbeErrorKind.PROBE_FAILED
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +90,8 @@ class ScanErrorRecord:
 
 @dataclass(frozen=True, slots=True)
 class Video:
-    """A library entry as the API shows it."""
+    """A library entry as the API shows it: a video, or a file whose last probe failed (`failed`: then the media
+    fields are empty, `failure_reason` and `failure_kind` say why, and `probe_time` is when it was last tried)."""
 
     id: str
     path: str
@@ -96,11 +109,22 @@ class Video:
     missing: bool
     probe_time: float
     create_time: float
+    failed: bool = False
+    failure_reason: str = ""
+    failure_kind: ProbeErrorKind | None = None  # None: succeeded, or failed before kinds were stored
+
+    @property
+    def status(self) -> VideoStatus:
+        if self.missing:
+            return VideoStatus.MISSING
+        return VideoStatus.FAILED if self.failed else VideoStatus.OK
 
 
 @dataclass(frozen=True, slots=True)
 class VideoFilter:
-    """ListVideos filters; all combine with AND. Empty/None/0 means no filter."""
+    """ListVideos filters; all combine with AND. Empty/None/0 means no filter, but for `statuses`: empty means
+    OK entries only (plus missing ones whose last probe succeeded with include_missing), as before statuses
+    existed; with statuses, include_missing adds MISSING to them."""
 
     path_prefix: str = ""
     video_codec: str = ""
@@ -109,16 +133,65 @@ class VideoFilter:
     min_height: int = 0
     query: str = ""
     include_missing: bool = False
+    statuses: frozenset[VideoStatus] = frozenset()
 
     def fingerprint(self) -> str:
-        return page_token.fingerprint(
-            [
-                self.path_prefix,
-                self.video_codec,
-                self.min_duration_us,
-                self.max_duration_us,
-                self.min_height,
-                self.query,
-                self.include_missing,
-            ]
-        )
+        fields: list[object] = [
+            self.path_prefix,
+            self.video_codec,
+            self.min_duration_us,
+            self.max_duration_us,
+            self.min_height,
+            self.query,
+            self.include_missing,
+        ]
+        if self.statuses:  # only then: tokens issued before statuses existed stay valid
+            fields.append(sorted(int(s) for s in self.statuses))
+        return page_token.fingerprint(fields)
+
+    def entry_terms(self) -> list[tuple[str | None, bool | None]]:
+        """The entries this filter's statuses select, as OR-ed terms (probe status 'ok'/'failed', missing), None
+        meaning either; [(None, None)] is every entry. As few terms as the selection allows, so that the common
+        selections are one plain condition a store's index serves."""
+        wanted = set(self.statuses)
+        if wanted and self.include_missing:
+            wanted.add(VideoStatus.MISSING)
+        selected: dict[bool, set[str]] = {False: set(), True: set()}  # missing -> probe statuses selected
+        if not wanted:
+            selected[False].add("ok")
+            if self.include_missing:
+                selected[True].add("ok")
+        else:
+            if VideoStatus.OK in wanted:
+                selected[False].add("ok")
+            if VideoStatus.FAILED in wanted:
+                selected[False].add("failed")
+            if VideoStatus.MISSING in wanted:
+                selected[True] |= {"ok", "failed"}
+        both = {"ok", "failed"}
+        if selected[False] == selected[True]:
+            return [(None, None)] if selected[False] == both else [(s, None) for s in sorted(selected[False])]
+        terms: list[tuple[str | None, bool | None]] = []
+        for missing in (False, True):
+            if selected[missing] == both:
+                terms.append((None, missing))
+            else:
+                terms += [(s, missing) for s in sorted(selected[missing])]
+        return terms
+
+
+def entry_condition(flt: VideoFilter, missing: str, present: str) -> str | None:
+    """The SQL condition for flt.entry_terms(), given each store's condition for a missing and a present entry
+    (e.g. "missing = 1", "missing = 0"); None when every entry is selected. Only the closed set of probe statuses
+    is written into the SQL: nothing from the request."""
+    parts = []
+    for status, is_missing in flt.entry_terms():
+        conjunction = []
+        if status is not None:
+            conjunction.append("status = 'ok'" if status == "ok" else "status = 'failed'")
+        if is_missing is not None:
+            conjunction.append(missing if is_missing else present)
+        if not conjunction:
+            return None
+        parts.append(" AND ".join(conjunction))
+    return parts[0] if len(parts) == 1 else "(" + " OR ".join(f"({p})" for p in parts) + ")"

@@ -22,9 +22,10 @@ class LibraryStore(Protocol):
 
     async def load_known(self, root: str, recursive: bool) -> dict[str, KnownFile]:
         """Everything the library knows under the file-system path `root` (at any depth when `recursive`, else
-        directly in it), keyed by library path: (path, size, mtime_ns, missing 0/1) as last stored. Failed probes
-        and missing files are included: the scan compares size and mtime_ns to skip unchanged files, whether their
-        last probe failed or not, and un-marks missing ones that came back."""
+        directly in it), keyed by library path: (path, size, mtime_ns, missing 0/1, failed 0/1) as last stored,
+        failed meaning the last probe failed. Failed probes and missing files are included: the scan compares size
+        and mtime_ns to skip unchanged files, whether their last probe failed or not (counting the failed ones it
+        skips), and un-marks missing ones that came back."""
         ...
 
     async def write_batch(
@@ -36,8 +37,9 @@ class LibraryStore(Protocol):
         """Stores probe outcomes, scan errors and returned files in one transaction (all or nothing).
 
         - `probed`: inserts or replaces each path's row in place (a known path keeps its id and create_time) and
-          clears its missing flag. A failed probe (info None) is stored too, so load_known knows it, but it is not
-          a video: list_videos and get_video do not show it.
+          clears its missing flag; probe_time becomes now. A failed probe (info None) is stored too, with its
+          error and error_kind and no media fields, so that load_known knows it and the library lists it as a
+          broken file (status FAILED); a later successful probe clears the failure.
         - `errors`: one per (job_id, path); a second error for the same file of the same job is ignored.
         - `unmissing`: clears the missing flag of these paths, nothing else.
         Nothing to write writes nothing."""
@@ -55,8 +57,13 @@ class LibraryStore(Protocol):
     # --- queries ---------------------------------------------------------------------------------------------
 
     async def list_videos(self, flt: VideoFilter, page_size: int, token: str) -> tuple[list[Video], str]:
-        """A page of videos (successful probes only; missing ones only with flt.include_missing) ordered by path in
-        code point order, and the next page's token ("" on the last page).
+        """A page of library entries ordered by path in code point order, and the next page's token ("" on the
+        last page).
+
+        Which entries: those whose status (Video.status) is in flt.statuses, MISSING included when
+        flt.include_missing. With no statuses, as before they existed: OK entries only, plus, with include_missing,
+        missing ones whose last probe succeeded. Failed entries have no media fields, so the filters on those
+        (video_codec, durations, min_height) never match them.
 
         Filters combine with AND: path_prefix selects that path and everything below it as a whole directory
         component ("/m/a" is not a prefix of "/m/ab/x"); video_codec is case-insensitive; the duration range and
@@ -69,9 +76,9 @@ class LibraryStore(Protocol):
         ...
 
     async def get_video(self, *, video_id: str | None = None, path: str | None = None) -> Video:
-        """One video by id or by path, missing ones too. NotFound when it is not in the library, including a
-        malformed id and a file whose last probe failed (see ListScanErrors for why); InvalidArgument when neither
-        is given."""
+        """One library entry by id or by path, whatever its status: failed (with its reason, kind and when it was
+        last tried) and missing ones too. NotFound when the library has no entry for it, including a malformed id;
+        InvalidArgument when neither is given."""
         ...
 
     async def list_scan_errors(self, job_id: str, page_size: int, token: str) -> tuple[list[ScanErrorRecord], str]:

@@ -2,8 +2,9 @@
 shares with the job store; several replicas write and read it at once.
 
 Tables (component "library", migrated by service/pg/migrate.py):
-- videos: one row per file path ever scanned, as in SQLite: `status` 'ok' or 'failed' (kept so an unchanged failed
-  file is not probed again), `missing` for files the latest scan of their directory did not find; never deleted.
+- videos: one row per file path ever scanned, as in SQLite: `status` 'ok' or 'failed' (`error` and `error_kind`
+  say why, `probe_time` when it was tried; kept so an unchanged failed file is not probed again, and listed as a
+  broken file), `missing` for files the latest scan of their directory did not find; never deleted.
 - scan_errors: per-file failures of each scan job, one per (job, file).
 
 Paths are text COLLATE "C" (code point order, whatever the database's locale: subtree_bounds and the listing order
@@ -52,6 +53,7 @@ from reelscan.service.scan.library_model import (
     Video,
     VideoFilter,
     effective_page_size,
+    entry_condition,
     library_path,
     subtree_bounds,
 )
@@ -120,6 +122,17 @@ SCHEMA: dict[int, list[str]] = {
         )""",
         "CREATE INDEX scan_errors_job ON scan_errors (job_id, id)",
     ],
+    2: [
+        # Broken files are part of the library: the kind of their failure (ProbeErrorKind) beside its reason,
+        # taken for rows already failed from their latest probe error still on record (else NULL: unknown).
+        "ALTER TABLE videos ADD COLUMN error_kind smallint",
+        """UPDATE videos SET error_kind = latest.kind
+        FROM (SELECT DISTINCT ON (path_hash) path_hash, kind FROM scan_errors WHERE kind IN (1, 2, 3)
+              ORDER BY path_hash, id DESC) AS latest
+        WHERE videos.path_hash = latest.path_hash AND videos.status = 'failed'""",
+        # Listing the broken files reads only theirs, in listing order.
+        f"CREATE INDEX videos_failed ON videos ({_KEY}) WHERE status = 'failed'",
+    ],
 }
 
 # Columns written by a probe, in this order, for both inserts and the ON CONFLICT update. path_hash, dir,
@@ -129,6 +142,7 @@ _PROBE_COLUMNS = (
     "mtime_ns",
     "status",
     "error",
+    "error_kind",
     "container_format",
     "duration_us",
     "bit_rate",
@@ -177,7 +191,7 @@ _VIDEO_SELECT = (
     "SELECT id, path, file_name, container_format, size, mtime_ns, duration_us, bit_rate, video_codec, "
     "video_profile, width, height, frame_rate, pixel_format, bit_depth, rotation, color_transfer, "
     "color_primaries, hdr, audio, subtitle_count, subtitle_languages, creation_time_us, missing, "
-    "probe_time, create_time FROM videos"
+    "probe_time, create_time, status, error, error_kind FROM videos"
 )
 
 # --- words of file names and of queries: FTS5's unicode61 rules (remove_diacritics), as the SQLite store uses ----
@@ -269,7 +283,8 @@ def _text(value: str) -> str:
 def _probe_values(row: ProbedFile, now: float) -> tuple[Any, ...]:
     info = row.info
     if info is None:
-        return (row.size, row.mtime_ns, "failed", _text(row.error), *([None] * 14), "[]", 0, [], None, now, now)
+        failure = (row.size, row.mtime_ns, "failed", _text(row.error), int(row.error_kind))
+        return (*failure, *([None] * 14), "[]", 0, [], None, now, now)
     v = info.video
     video_values: tuple[Any, ...] = (
         (None,) * 11
@@ -292,6 +307,7 @@ def _probe_values(row: ProbedFile, now: float) -> tuple[Any, ...]:
         row.size,
         row.mtime_ns,
         "ok",
+        None,
         None,
         info.container_format,
         info.duration_us,
@@ -334,6 +350,9 @@ def _video_from_row(r: Sequence[Any]) -> Video:
         missing,
         probe_time,
         create_time,
+        status,
+        error,
+        error_kind,
     ) = r
     video = None
     if codec is not None:
@@ -367,7 +386,17 @@ def _video_from_row(r: Sequence[Any]) -> Video:
         missing=bool(missing),
         probe_time=probe_time,
         create_time=create_time,
+        failed=status == "failed",
+        failure_reason=(error or "") if status == "failed" else "",
+        failure_kind=_error_kind(error_kind) if status == "failed" else None,
     )
+
+
+def _error_kind(value: int | None) -> ProbeErrorKind | None:
+    try:
+        return None if value is None else ProbeErrorKind(value)
+    except ValueError:  # a kind a newer reelscan stored
+        return None
 
 
 class PgLibraryStore:
@@ -390,7 +419,7 @@ class PgLibraryStore:
     async def load_known(self, root: str, recursive: bool) -> dict[str, KnownFile]:
         """Everything the library knows under `root` (directly in it when not recursive), in one query."""
         # Failed probes are loaded like any other file: unchanged, they are not probed again either.
-        columns = "SELECT path, size, mtime_ns, missing::int FROM videos"
+        columns = "SELECT path, size, mtime_ns, missing::int, (status = 'failed')::int FROM videos"
         root = library_path(root.rstrip("/") or "/")
         if not _storable(root):
             return {}
@@ -481,7 +510,8 @@ class PgLibraryStore:
         """A page of videos ordered by path, and the next page's token ("" on the last page)."""
         size = effective_page_size(page_size)
         fingerprint = flt.fingerprint()
-        where = ["status = 'ok'"]
+        entries = entry_condition(flt, "missing", "NOT missing")
+        where = [entries] if entries else []
         params: list[Any] = []
         if token:
             position = page_token.decode(token, fingerprint)
@@ -520,9 +550,7 @@ class PgLibraryStore:
                 return [], ""  # nothing searchable in the text: nothing matches
             where.append("name_words @@ %s::tsquery")
             params.append(query)
-        if not flt.include_missing:
-            where.append("NOT missing")
-        sql = f"{_VIDEO_SELECT} WHERE {' AND '.join(where)} ORDER BY {_KEY}, path LIMIT %s"
+        sql = f"{_VIDEO_SELECT} WHERE {' AND '.join(where) or 'true'} ORDER BY {_KEY}, path LIMIT %s"
         params.append(size + 1)
         async with self._db.pool.connection() as conn:
             cursor = await conn.execute(sql, params)
@@ -532,8 +560,8 @@ class PgLibraryStore:
         return videos, next_token
 
     async def get_video(self, *, video_id: str | None = None, path: str | None = None) -> Video:
-        """One video by id or by path (missing ones too); NotFound when it is not in the library, including a
-        file whose last probe failed (see ListScanErrors for why)."""
+        """One library entry by id or by path, whatever its status (failed and missing ones too); NotFound when
+        the library has no entry for it."""
         params: tuple[Any, ...]
         if video_id is not None:
             field, what = "id", f"video {video_id!r}"
@@ -541,12 +569,12 @@ class PgLibraryStore:
             # other scripts' digits, which int() maps onto real ids (or rejects, for superscripts).
             if not (video_id.isascii() and video_id.isdigit()) or len(video_id) > 18:
                 raise NotFound(f"{what} not found", field=field)
-            sql, params = f"{_VIDEO_SELECT} WHERE id = %s AND status = 'ok'", (int(video_id),)
+            sql, params = f"{_VIDEO_SELECT} WHERE id = %s", (int(video_id),)
         elif path is not None:
             field, what = "path", f"video at path {path!r}"
             if not _storable(path):
                 raise NotFound(f"{what} not found", field=field)
-            sql, params = f"{_VIDEO_SELECT} WHERE path_hash = %s AND status = 'ok'", (path_hash(path),)
+            sql, params = f"{_VIDEO_SELECT} WHERE path_hash = %s", (path_hash(path),)
         else:
             raise InvalidArgument("give the video's id or its path", field="video")
         async with self._db.pool.connection() as conn:

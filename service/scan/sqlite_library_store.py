@@ -3,10 +3,14 @@ connections).
 
 Tables:
 - videos: one row per file path ever scanned. `status` is 'ok' (metadata columns filled) or 'failed' (the last
-  probe failed; kept so an unchanged failed file is not probed again). `missing` flags files the latest scan of
-  their directory did not find; rows are never deleted.
+  probe failed: `error` and `error_kind` say why, `probe_time` when it was tried; kept so an unchanged failed
+  file is not probed again, and listed as a broken file). `missing` flags files the latest scan of their
+  directory did not find; rows are never deleted.
 - videos_fts: an FTS5 index of file names (external content, kept in step by triggers) for ListVideos' query.
 - scan_errors: per-file failures of each scan job.
+
+The schema is versioned (component "library" in schema_versions, beside the job store's "jobs"): an older
+database is migrated when the store opens, in one transaction; a newer one is refused.
 
 Writes come in batches, one transaction each (executemany), through one writer connection guarded by a lock, since
 several scans may run at once and a transaction must not interleave with another's statements. Reads use a second
@@ -29,6 +33,7 @@ from typing import Any, cast
 import aiosqlite
 
 from reelscan.service import db
+from reelscan.service.config import ConfigError
 from reelscan.service.errors import InvalidArgument, NotFound
 from reelscan.service.jobs import page_token
 from reelscan.service.scan.library_model import (
@@ -38,73 +43,102 @@ from reelscan.service.scan.library_model import (
     Video,
     VideoFilter,
     effective_page_size,
+    entry_condition,
     library_path,
     subtree_bounds,
 )
 from reelscan.service.scan.media_info import AudioInfo, ProbeErrorKind, VideoInfo
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS videos (
-    id               INTEGER PRIMARY KEY,
-    path             TEXT NOT NULL UNIQUE,
-    dir              TEXT NOT NULL,
-    file_name        TEXT NOT NULL,
-    size             INTEGER NOT NULL,
-    mtime_ns         INTEGER NOT NULL,
-    status           TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
-    error            TEXT,
-    container_format TEXT,
-    duration_us      INTEGER,
-    bit_rate         INTEGER,
-    video_codec      TEXT,
-    video_profile    TEXT,
-    width            INTEGER,
-    height           INTEGER,
-    frame_rate       REAL,
-    pixel_format     TEXT,
-    bit_depth        INTEGER,
-    rotation         INTEGER,
-    color_transfer   TEXT,
-    color_primaries  TEXT,
-    hdr              INTEGER,
-    audio_json       TEXT NOT NULL DEFAULT '[]',
-    subtitle_count   INTEGER NOT NULL DEFAULT 0,
-    subtitle_languages_json TEXT NOT NULL DEFAULT '[]',
-    creation_time_us INTEGER,
-    missing          INTEGER NOT NULL DEFAULT 0,
-    probe_time       REAL NOT NULL,
-    create_time      REAL NOT NULL,
-    update_time      REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS videos_dir ON videos (dir);
--- Covers load_known's range query, so a rescan reads this index alone rather than one table row per file.
-CREATE INDEX IF NOT EXISTS videos_known ON videos (path, size, mtime_ns, missing);
-CREATE INDEX IF NOT EXISTS videos_codec ON videos (video_codec, path);
-CREATE VIRTUAL TABLE IF NOT EXISTS videos_fts USING fts5 (
-    file_name, content='videos', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
-);
-CREATE TRIGGER IF NOT EXISTS videos_fts_insert AFTER INSERT ON videos BEGIN
-    INSERT INTO videos_fts (rowid, file_name) VALUES (new.id, new.file_name);
-END;
-CREATE TRIGGER IF NOT EXISTS videos_fts_delete AFTER DELETE ON videos BEGIN
-    INSERT INTO videos_fts (videos_fts, rowid, file_name) VALUES ('delete', old.id, old.file_name);
-END;
-CREATE TRIGGER IF NOT EXISTS videos_fts_update AFTER UPDATE OF file_name ON videos BEGIN
-    INSERT INTO videos_fts (videos_fts, rowid, file_name) VALUES ('delete', old.id, old.file_name);
-    INSERT INTO videos_fts (rowid, file_name) VALUES (new.id, new.file_name);
-END;
-CREATE TABLE IF NOT EXISTS scan_errors (
-    id          INTEGER PRIMARY KEY,
-    job_id      TEXT NOT NULL,
-    path        TEXT NOT NULL,
-    kind        INTEGER NOT NULL,
-    reason      TEXT NOT NULL,
-    create_time REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS scan_errors_job ON scan_errors (job_id, id);
--- One error per file per job: a job re-run after a crash records the same walk errors again without duplicates.
-CREATE UNIQUE INDEX IF NOT EXISTS scan_errors_job_path ON scan_errors (job_id, path);
-"""
+SCHEMA_COMPONENT = "library"
+SCHEMA_VERSION = 2
+
+# Version 1, as every database from before versions were recorded has it: all IF NOT EXISTS, so a database that has
+# it without a version row is taken for version 1. One statement per item (the triggers hold ";").
+_SCHEMA_V1: list[str] = [
+    """CREATE TABLE IF NOT EXISTS schema_versions (
+        component TEXT PRIMARY KEY,
+        version INTEGER NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS videos (
+        id               INTEGER PRIMARY KEY,
+        path             TEXT NOT NULL UNIQUE,
+        dir              TEXT NOT NULL,
+        file_name        TEXT NOT NULL,
+        size             INTEGER NOT NULL,
+        mtime_ns         INTEGER NOT NULL,
+        status           TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+        error            TEXT,
+        container_format TEXT,
+        duration_us      INTEGER,
+        bit_rate         INTEGER,
+        video_codec      TEXT,
+        video_profile    TEXT,
+        width            INTEGER,
+        height           INTEGER,
+        frame_rate       REAL,
+        pixel_format     TEXT,
+        bit_depth        INTEGER,
+        rotation         INTEGER,
+        color_transfer   TEXT,
+        color_primaries  TEXT,
+        hdr              INTEGER,
+        audio_json       TEXT NOT NULL DEFAULT '[]',
+        subtitle_count   INTEGER NOT NULL DEFAULT 0,
+        subtitle_languages_json TEXT NOT NULL DEFAULT '[]',
+        creation_time_us INTEGER,
+        missing          INTEGER NOT NULL DEFAULT 0,
+        probe_time       REAL NOT NULL,
+        create_time      REAL NOT NULL,
+        update_time      REAL NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS videos_dir ON videos (dir)",
+    # Covers load_known's range query, so a rescan reads this index alone rather than one table row per file
+    # (version 2 adds status to it).
+    "CREATE INDEX IF NOT EXISTS videos_known ON videos (path, size, mtime_ns, missing)",
+    "CREATE INDEX IF NOT EXISTS videos_codec ON videos (video_codec, path)",
+    """CREATE VIRTUAL TABLE IF NOT EXISTS videos_fts USING fts5 (
+        file_name, content='videos', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+    )""",
+    """CREATE TRIGGER IF NOT EXISTS videos_fts_insert AFTER INSERT ON videos BEGIN
+        INSERT INTO videos_fts (rowid, file_name) VALUES (new.id, new.file_name);
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS videos_fts_delete AFTER DELETE ON videos BEGIN
+        INSERT INTO videos_fts (videos_fts, rowid, file_name) VALUES ('delete', old.id, old.file_name);
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS videos_fts_update AFTER UPDATE OF file_name ON videos BEGIN
+        INSERT INTO videos_fts (videos_fts, rowid, file_name) VALUES ('delete', old.id, old.file_name);
+        INSERT INTO videos_fts (rowid, file_name) VALUES (new.id, new.file_name);
+    END""",
+    """CREATE TABLE IF NOT EXISTS scan_errors (
+        id          INTEGER PRIMARY KEY,
+        job_id      TEXT NOT NULL,
+        path        TEXT NOT NULL,
+        kind        INTEGER NOT NULL,
+        reason      TEXT NOT NULL,
+        create_time REAL NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS scan_errors_job ON scan_errors (job_id, id)",
+    # One error per file per job: a job re-run after a crash records the same walk errors again without duplicates.
+    "CREATE UNIQUE INDEX IF NOT EXISTS scan_errors_job_path ON scan_errors (job_id, path)",
+]
+
+# Schema changes by the version they lead to; each list runs in the opening transaction.
+_MIGRATIONS: dict[int, list[str]] = {
+    2: [
+        # Broken files are part of the library: the kind of their failure (ProbeErrorKind) beside its reason,
+        # taken for rows already failed from their latest probe error still on record (else NULL: unknown).
+        "ALTER TABLE videos ADD COLUMN error_kind INTEGER",
+        """UPDATE videos SET error_kind = latest.kind
+        FROM (SELECT path, kind, MAX(id) FROM scan_errors WHERE kind IN (1, 2, 3) GROUP BY path) AS latest
+        WHERE videos.path = latest.path AND videos.status = 'failed'""",
+        # load_known reports whether the last probe failed (a rescan counts the broken files it skips), still
+        # from this index alone.
+        "DROP INDEX IF EXISTS videos_known",
+        "CREATE INDEX videos_known ON videos (path, size, mtime_ns, missing, status)",
+        # Listing the broken files reads only theirs.
+        "CREATE INDEX videos_failed ON videos (path) WHERE status = 'failed'",
+    ],
+}
 
 # Columns written by a probe, in this order, for both inserts and the ON CONFLICT update. file_name and dir are
 # functions of path, and create_time is kept from the first insert, so the update leaves them alone.
@@ -113,6 +147,7 @@ _PROBE_COLUMNS = (
     "mtime_ns",
     "status",
     "error",
+    "error_kind",
     "container_format",
     "duration_us",
     "bit_rate",
@@ -143,8 +178,11 @@ _VIDEO_SELECT = (
     "SELECT id, path, file_name, container_format, size, mtime_ns, duration_us, bit_rate, video_codec, "
     "video_profile, width, height, frame_rate, pixel_format, bit_depth, rotation, color_transfer, "
     "color_primaries, hdr, audio_json, subtitle_count, subtitle_languages_json, creation_time_us, missing, "
-    "probe_time, create_time FROM videos"
+    "probe_time, create_time, status, error, error_kind FROM videos"
 )
+
+# load_known's columns (a KnownFile), all in the videos_known index: a rescan reads that index alone.
+KNOWN_SELECT = "SELECT path, size, mtime_ns, missing, status = 'failed' FROM videos"
 
 MAX_QUERY_TERMS = 16
 MAX_TERM_CHARS = 64
@@ -164,7 +202,8 @@ def fts_query(text: str) -> str | None:
 def _probe_values(row: ProbedFile, now: float) -> tuple[Any, ...]:
     info = row.info
     if info is None:
-        return (row.size, row.mtime_ns, "failed", row.error, *([None] * 14), "[]", 0, "[]", None, now, now)
+        failure = (row.size, row.mtime_ns, "failed", row.error, int(row.error_kind))
+        return (*failure, *([None] * 14), "[]", 0, "[]", None, now, now)
     v = info.video
     video_values: tuple[Any, ...] = (
         (None,) * 11
@@ -187,6 +226,7 @@ def _probe_values(row: ProbedFile, now: float) -> tuple[Any, ...]:
         row.size,
         row.mtime_ns,
         "ok",
+        None,
         None,
         info.container_format,
         info.duration_us,
@@ -229,6 +269,9 @@ def _video_from_row(r: Sequence[Any]) -> Video:
         missing,
         probe_time,
         create_time,
+        status,
+        error,
+        error_kind,
     ) = r
     video = None
     if codec is not None:
@@ -262,7 +305,17 @@ def _video_from_row(r: Sequence[Any]) -> Video:
         missing=bool(missing),
         probe_time=probe_time,
         create_time=create_time,
+        failed=status == "failed",
+        failure_reason=(error or "") if status == "failed" else "",
+        failure_kind=_error_kind(error_kind) if status == "failed" else None,
     )
+
+
+def _error_kind(value: int | None) -> ProbeErrorKind | None:
+    try:
+        return None if value is None else ProbeErrorKind(value)
+    except ValueError:  # a kind a newer reelscan stored
+        return None
 
 
 SQLITE_MAX_INT = 2**63 - 1
@@ -290,7 +343,7 @@ class SqliteLibraryStore:
         writer = await db.connect(path)
         try:
             writer.row_factory = None  # plain tuples: loading 100,000 known files should not build Row objects
-            await writer.executescript(_SCHEMA)
+            await _migrate(writer, path)
             reader = await db.connect(path)
             reader.row_factory = None
         except BaseException:
@@ -307,7 +360,7 @@ class SqliteLibraryStore:
     async def load_known(self, root: str, recursive: bool) -> dict[str, KnownFile]:
         """Everything the library knows under `root` (directly in it when not recursive), in one query."""
         # Failed probes are loaded like any other file: unchanged, they are not probed again either.
-        columns = "SELECT path, size, mtime_ns, missing FROM videos"
+        columns = KNOWN_SELECT
         params: tuple[str, ...]
         root = library_path(root.rstrip("/") or "/")
         if recursive:
@@ -389,7 +442,8 @@ class SqliteLibraryStore:
         """A page of videos ordered by path, and the next page's token ("" on the last page)."""
         size = effective_page_size(page_size)
         fingerprint = flt.fingerprint()
-        where = ["status = 'ok'"]
+        entries = entry_condition(flt, "missing = 1", "missing = 0")
+        where = [entries] if entries else []
         params: list[Any] = []
         if token:
             position = page_token.decode(token, fingerprint)
@@ -420,9 +474,7 @@ class SqliteLibraryStore:
                 return [], ""  # nothing searchable in the text: nothing matches
             where.append("id IN (SELECT rowid FROM videos_fts WHERE videos_fts MATCH ?)")
             params.append(match)
-        if not flt.include_missing:
-            where.append("missing = 0")
-        sql = f"{_VIDEO_SELECT} WHERE {' AND '.join(where)} ORDER BY path LIMIT ?"
+        sql = f"{_VIDEO_SELECT} WHERE {' AND '.join(where) or '1'} ORDER BY path LIMIT ?"
         params.append(size + 1)
         async with self._reader.execute(sql, params) as cursor:
             rows = list(await cursor.fetchall())
@@ -431,8 +483,8 @@ class SqliteLibraryStore:
         return videos, next_token
 
     async def get_video(self, *, video_id: str | None = None, path: str | None = None) -> Video:
-        """One video by id or by path (missing ones too); NotFound when it is not in the library, including a
-        file whose last probe failed (see ListScanErrors for why)."""
+        """One library entry by id or by path, whatever its status (failed and missing ones too); NotFound when
+        the library has no entry for it."""
         params: list[Any]
         if video_id is not None:
             field, what = "id", f"video {video_id!r}"
@@ -440,10 +492,10 @@ class SqliteLibraryStore:
             # other scripts' digits, which int() maps onto real ids (or rejects, for superscripts).
             if not (video_id.isascii() and video_id.isdigit()) or len(video_id) > 18:
                 raise NotFound(f"{what} not found", field=field)
-            sql, params = f"{_VIDEO_SELECT} WHERE id = ? AND status = 'ok'", [int(video_id)]
+            sql, params = f"{_VIDEO_SELECT} WHERE id = ?", [int(video_id)]
         elif path is not None:
             field, what = "path", f"video at path {path!r}"
-            sql, params = f"{_VIDEO_SELECT} WHERE path = ? AND status = 'ok'", [path]
+            sql, params = f"{_VIDEO_SELECT} WHERE path = ?", [path]
         else:
             raise InvalidArgument("give the video's id or its path", field="video")
         async with self._reader.execute(sql, params) as cursor:
@@ -485,3 +537,33 @@ class SqliteLibraryStore:
     @staticmethod
     def scan_errors_token_after(job_id: str, error: ScanErrorRecord) -> str:
         return page_token.encode([error.id], page_token.fingerprint(["scan_errors", job_id]))
+
+
+async def _migrate(conn: aiosqlite.Connection, path: Path) -> None:
+    """Creates or migrates the library's tables to SCHEMA_VERSION in one transaction; refuses a newer schema."""
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _SCHEMA_V1:
+            await conn.execute(statement)
+        async with conn.execute(
+            "SELECT version FROM schema_versions WHERE component = ?", (SCHEMA_COMPONENT,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        version = 1 if row is None else int(row[0])  # no row: version 1 (just created, or from before versions)
+        if version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"{path}: library schema version {version} is newer than this server understands "
+                f"({SCHEMA_VERSION}); upgrade reelscan"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[target]:
+                await conn.execute(statement)
+        await conn.execute(
+            "INSERT INTO schema_versions (component, version) VALUES (?, ?) "
+            "ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+            (SCHEMA_COMPONENT, SCHEMA_VERSION),
+        )
+        await conn.execute("COMMIT")
+    except BaseException:
+        await conn.execute("ROLLBACK")
+        raise

@@ -17,7 +17,7 @@ from reelscan.service.config import Settings
 from reelscan.service.errors import PermissionDenied
 from reelscan.service.jobs.model import Stage
 from reelscan.service.scan.handler import ScanJobHandler
-from reelscan.service.scan.library_model import VideoFilter
+from reelscan.service.scan.library_model import VideoFilter, VideoStatus
 from reelscan.service.scan.library_store import LibraryStore
 from reelscan.service.scan.pool import ProbePool
 from reelscan.service.scan.spec import ScanSpec
@@ -26,7 +26,7 @@ from tests.helpers.unstatable import make_unstatable
 from tests.media import copy_clip
 from tests.scan.conftest import Corpus, RecordingContext
 
-COUNT_KEYS = ("discovered", "probed", "new", "updated", "unchanged", "missing", "failed")
+COUNT_KEYS = ("discovered", "probed", "new", "updated", "unchanged", "unchanged_failed", "missing", "failed")
 
 
 @dataclass
@@ -57,7 +57,7 @@ class Rig:
 
 
 def counts(ctx: RecordingContext) -> dict[str, int]:
-    """The non-zero result counts (all seven are always present)."""
+    """The non-zero result counts (all eight are always present)."""
     assert set(ctx.result) == set(COUNT_KEYS)
     return {k: ctx.result[k] for k in COUNT_KEYS if ctx.result[k]}
 
@@ -66,6 +66,7 @@ def adds_up(ctx: RecordingContext) -> None:
     r = ctx.result
     assert r["discovered"] == r["new"] + r["updated"] + r["unchanged"] + r["failed"]
     assert r["probed"] <= r["new"] + r["updated"] + r["failed"]
+    assert r["unchanged_failed"] <= r["unchanged"]  # a part of unchanged, not of failed
 
 
 @pytest.fixture
@@ -91,15 +92,15 @@ async def test_incremental_rescans(rig: Rig) -> None:
     adds_up(first)
     assert len(await rig.listed()) == 5
 
-    # Nothing changed: nothing is probed, failed files included.
+    # Nothing changed: nothing is probed, failed files included (and counted as the known-broken skipped).
     second = await rig.scan()
-    assert counts(second) == {"discovered": 7, "unchanged": 7}
+    assert counts(second) == {"discovered": 7, "unchanged": 7, "unchanged_failed": 2}
 
     # Touch one: exactly that one is probed again.
     touched = rig.root / "clip0.mp4"
     os.utime(touched, ns=(time.time_ns(), time.time_ns()))
     third = await rig.scan()
-    assert counts(third) == {"discovered": 7, "probed": 1, "updated": 1, "unchanged": 6}
+    assert counts(third) == {"discovered": 7, "probed": 1, "updated": 1, "unchanged": 6, "unchanged_failed": 2}
     probing = [r for r in third.reports if r["current_item"]]
     assert [r["current_item"] for r in probing] == [str(touched)]
 
@@ -109,7 +110,7 @@ async def test_incremental_rescans(rig: Rig) -> None:
     stat = gone.stat()
     gone.unlink()
     fourth = await rig.scan()
-    assert counts(fourth) == {"discovered": 6, "unchanged": 6, "missing": 1}
+    assert counts(fourth) == {"discovered": 6, "unchanged": 6, "unchanged_failed": 2, "missing": 1}
     adds_up(fourth)
     assert "sub/clip1.webm" not in await rig.listed()
     assert (await rig.listed(include_missing=True))["sub/clip1.webm"] is True
@@ -118,10 +119,50 @@ async def test_incremental_rescans(rig: Rig) -> None:
     gone.write_bytes(kept)
     os.utime(gone, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     fifth = await rig.scan()
-    assert counts(fifth) == {"discovered": 7, "unchanged": 7}
+    assert counts(fifth) == {"discovered": 7, "unchanged": 7, "unchanged_failed": 2}
     assert (await rig.listed())["sub/clip1.webm"] is False
 
     # force probes everything again.
+    forced = await rig.scan(force=True)
+    assert counts(forced) == {"discovered": 7, "probed": 7, "updated": 5, "failed": 2}
+    adds_up(forced)
+
+
+async def test_known_broken_files_are_counted_when_skipped_and_listed_with_their_reasons(
+    rig: Rig, corpus: Corpus
+) -> None:
+    first = await rig.scan()
+    errors = {e.path: e for e in (await rig.library.list_scan_errors(first.job_id, 100, ""))[0]}
+    failed_only = VideoFilter(statuses=frozenset({VideoStatus.FAILED}))
+    broken = {v.path: v for v in (await rig.library.list_videos(failed_only, 100, ""))[0]}
+    assert set(broken) == set(errors) == {str(rig.root / "zero.mp4"), str(rig.root / "sub" / "random.mkv")}
+    for path, video in broken.items():  # the library keeps what the scan error said
+        assert (video.failure_reason, video.failure_kind) == (errors[path].reason, errors[path].kind)
+        assert video.probe_time <= errors[path].create_time + 1
+
+    second = await rig.scan()
+    assert counts(second) == {"discovered": 7, "unchanged": 7, "unchanged_failed": 2}
+    assert (await rig.library.list_scan_errors(second.job_id, 100, ""))[0] == []
+    still = {v.path: v for v in (await rig.library.list_videos(failed_only, 100, ""))[0]}
+    assert still == broken  # not tried again: same reasons, same probe_time
+
+    # Fixed: replaced by a good clip, it is probed (a changed file), becomes a video and leaves the broken list.
+    fixed = rig.root / "zero.mp4"
+    copy_clip(corpus.clips["h264_aac"].path, fixed)
+    third = await rig.scan()
+    assert counts(third) == {"discovered": 7, "probed": 1, "updated": 1, "unchanged": 6, "unchanged_failed": 1}
+    assert (await rig.library.get_video(path=str(fixed))).status is VideoStatus.OK
+    assert [v.path for v in (await rig.library.list_videos(failed_only, 100, ""))[0]] == [
+        str(rig.root / "sub" / "random.mkv")
+    ]
+
+    # A video that breaks is probed (changed), fails, and is skipped as known-broken from then on.
+    spoiled = rig.root / "clip0.mp4"
+    shutil.copyfile(corpus.broken["truncated"], spoiled)
+    fourth = await rig.scan()
+    assert counts(fourth) == {"discovered": 7, "probed": 1, "unchanged": 6, "unchanged_failed": 1, "failed": 1}
+    assert counts(await rig.scan()) == {"discovered": 7, "unchanged": 7, "unchanged_failed": 2}
+    # force tries them all again: failures again, none skipped.
     forced = await rig.scan(force=True)
     assert counts(forced) == {"discovered": 7, "probed": 7, "updated": 5, "failed": 2}
     adds_up(forced)
@@ -160,13 +201,13 @@ async def test_scan_errors_recorded_per_job(rig: Rig) -> None:
 async def test_not_recursive_does_not_touch_subdirectories(rig: Rig) -> None:
     await rig.scan()
     flat = await rig.scan(recursive=False)
-    assert counts(flat) == {"discovered": 4, "unchanged": 4}  # 3 clips + zero.mp4 at the top level
+    assert counts(flat) == {"discovered": 4, "unchanged": 4, "unchanged_failed": 1}  # 3 clips + zero.mp4 at the top
     shutil.rmtree(rig.root / "sub")
     (rig.root / "sub").mkdir()
     flat = await rig.scan(recursive=False)
-    assert counts(flat) == {"discovered": 4, "unchanged": 4}  # sub/ is not this scan's business
+    assert counts(flat) == {"discovered": 4, "unchanged": 4, "unchanged_failed": 1}  # sub/ is not this scan's business
     deep = await rig.scan()
-    assert counts(deep) == {"discovered": 4, "unchanged": 4, "missing": 3}
+    assert counts(deep) == {"discovered": 4, "unchanged": 4, "unchanged_failed": 1, "missing": 3}
 
 
 async def test_other_extensions_are_not_marked_missing(rig: Rig) -> None:
@@ -216,7 +257,7 @@ async def test_unreadable_subdirectory_keeps_its_files(rig: Rig, monkeypatch: py
 
     monkeypatch.setattr(os, "scandir", scandir)
     partial = await rig.scan()
-    assert counts(partial) == {"discovered": 4, "unchanged": 4}
+    assert counts(partial) == {"discovered": 4, "unchanged": 4, "unchanged_failed": 1}
     assert all(not missing for missing in (await rig.listed(include_missing=True)).values())
 
 
@@ -275,7 +316,7 @@ async def test_file_names_that_are_not_utf8(rig: Rig, corpus: Corpus) -> None:
     assert counts(first) == {"discovered": 8, "probed": 8, "new": 6, "failed": 2}
     video = await rig.library.get_video(path=str(rig.root) + "/caf\\xe9 \\xff.mp4")
     assert video.file_name == "caf\\xe9 \\xff.mp4" and video.video is not None
-    assert counts(await rig.scan()) == {"discovered": 8, "unchanged": 8}
+    assert counts(await rig.scan()) == {"discovered": 8, "unchanged": 8, "unchanged_failed": 2}
     real.unlink()
     assert counts(await rig.scan())["missing"] == 1
 
@@ -286,7 +327,7 @@ async def test_unstatable_subdirectory_keeps_its_files(rig: Rig, monkeypatch: py
     sub = str(rig.root / "sub")
     make_unstatable(monkeypatch, sub)
     partial = await rig.scan()
-    assert counts(partial) == {"discovered": 4, "unchanged": 4}
+    assert counts(partial) == {"discovered": 4, "unchanged": 4, "unchanged_failed": 1}
     errors, _ = await rig.library.list_scan_errors(partial.job_id, 10, "")
     assert [(e.path, e.kind.name) for e in errors] == [(sub, "UNREADABLE")]
     assert all(not missing for missing in (await rig.listed(include_missing=True)).values())

@@ -10,7 +10,7 @@ from google.protobuf import duration_pb2
 
 from reelscan.service.api.library_servicer import LibraryServicer, video_filter
 from reelscan.service.errors import InvalidArgument
-from reelscan.service.scan.library_model import ProbedFile, ScanErrorRecord
+from reelscan.service.scan.library_model import ProbedFile, ScanErrorRecord, VideoStatus
 from reelscan.service.scan.library_store import LibraryStore
 from reelscan.service.scan.media_info import AudioInfo, MediaInfo, ProbeErrorKind, VideoInfo
 from reelscan.v1 import library_pb2
@@ -78,3 +78,57 @@ def test_duration_filters_beyond_range_are_invalid(field: str) -> None:
         video_filter(request)
     getattr(request, field).CopyFrom(duration_pb2.Duration(seconds=315_576_000_000))
     video_filter(request)  # the largest valid Duration is fine
+
+
+def test_status_filters_from_the_request() -> None:
+    assert video_filter(library_pb2.ListVideosRequest()).statuses == frozenset()
+    request = library_pb2.ListVideosRequest(
+        statuses=[library_pb2.VIDEO_STATUS_FAILED, library_pb2.VIDEO_STATUS_MISSING, library_pb2.VIDEO_STATUS_FAILED]
+    )
+    assert video_filter(request).statuses == {VideoStatus.FAILED, VideoStatus.MISSING}
+    for value in (library_pb2.VIDEO_STATUS_UNSPECIFIED, 99):
+        with pytest.raises(InvalidArgument, match="statuses") as info:
+            video_filter(library_pb2.ListVideosRequest(statuses=[library_pb2.VIDEO_STATUS_OK, value]))  # type: ignore[list-item]
+        assert info.value.field == "statuses"
+    # The domain enum and the proto enum agree, name for name and number for number.
+    assert {s.name: int(s) for s in VideoStatus} == {
+        v.name.removeprefix("VIDEO_STATUS_"): v.number
+        for v in library_pb2.VideoStatus.DESCRIPTOR.values
+        if v.number != 0
+    }
+
+
+async def test_failed_entries_as_messages(library_store: LibraryStore) -> None:
+    await library_store.write_batch(
+        [
+            ProbedFile("/m/ok.mp4", 1000, 1, many_streams(0)),
+            ProbedFile("/m/broken.mp4", 7, 1_700_000_000_123_456_789, None, "moov atom not found"),
+            ProbedFile("/m/hang.mp4", 8, 2, None, "timed out", ProbeErrorKind.PROBE_TIMEOUT),
+        ]
+    )
+    await library_store.mark_missing(["/m/hang.mp4"])
+    servicer = LibraryServicer(library_store, FakeEngine())  # type: ignore[arg-type]
+    every = [library_pb2.VIDEO_STATUS_OK, library_pb2.VIDEO_STATUS_FAILED, library_pb2.VIDEO_STATUS_MISSING]
+    response = await servicer.ListVideos(library_pb2.ListVideosRequest(statuses=every), None)  # type: ignore[arg-type]
+    by_name = {v.file_name: v for v in response.videos}
+    ok, broken, hang = by_name["ok.mp4"], by_name["broken.mp4"], by_name["hang.mp4"]
+    assert (ok.status, ok.failure_reason, ok.failure_kind) == (library_pb2.VIDEO_STATUS_OK, "", 0)
+    assert (broken.status, broken.failure_reason, broken.failure_kind) == (
+        library_pb2.VIDEO_STATUS_FAILED,
+        "moov atom not found",
+        library_pb2.SCAN_ERROR_KIND_PROBE_FAILED,
+    )
+    # No media fields, but the file's size and mtime and when the probe was last tried.
+    assert not broken.HasField("video") and not broken.HasField("duration") and not broken.HasField("creation_time")
+    assert (broken.container_format, broken.bit_rate, len(broken.audio), broken.subtitle_count) == ("", 0, 0, 0)
+    assert broken.size_bytes == 7 and broken.mtime.ToNanoseconds() == 1_700_000_000_123_456_789
+    assert abs(broken.probe_time.ToSeconds() - time.time()) < 60
+    assert (hang.status, hang.missing, hang.failure_kind) == (
+        library_pb2.VIDEO_STATUS_MISSING,
+        True,
+        library_pb2.SCAN_ERROR_KIND_PROBE_TIMEOUT,
+    )
+    got = await servicer.GetVideo(library_pb2.GetVideoRequest(path="/m/broken.mp4"), None)  # type: ignore[arg-type]
+    assert got.video == broken
+    default = await servicer.ListVideos(library_pb2.ListVideosRequest(), None)  # type: ignore[arg-type]
+    assert [v.file_name for v in default.videos] == ["ok.mp4"]

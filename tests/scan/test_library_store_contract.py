@@ -1,6 +1,7 @@
 """The LibraryStore contract, run against every implementation (the `library_store` fixture, tests/scan/conftest.py):
 filters, text search with hostile text, pages and page tokens, incremental rows (what load_known reports, rows
-rewritten in place), missing and back, scan errors per job.
+rewritten in place), missing and back, broken files (status filters, failure reason and kind, when last tried),
+scan errors per job.
 
 Only the protocol is used here; what one implementation does inside (SQLite's FTS5 query) is tested beside it."""
 
@@ -19,6 +20,7 @@ from reelscan.service.scan.library_model import (
     ScanErrorRecord,
     Video,
     VideoFilter,
+    VideoStatus,
     library_path,
 )
 from reelscan.service.scan.library_store import LibraryStore
@@ -197,11 +199,16 @@ async def test_get_video_by_id_and_path(store: LibraryStore) -> None:
         {"video_id": "abc"},
         {"video_id": "²"},
         {"video_id": "\u0661"},
-        {"path": "/m/a/broken.mp4"},
         {"path": "/x"},
+        {"path": "/m/a"},  # a directory of entries is not an entry
     ):
         with pytest.raises(NotFound):
             await store.get_video(**kwargs)  # type: ignore[arg-type]
+    # A file whose probe failed is in the library: found, as a broken file, by path and by id.
+    broken = await store.get_video(path="/m/a/broken.mp4")
+    assert (broken.status, broken.failed, broken.failure_reason) == (VideoStatus.FAILED, True, "Invalid data")
+    assert await store.get_video(video_id=broken.id) == broken
+    assert by_path.status is VideoStatus.OK and not by_path.failed and by_path.failure_reason == ""
 
 
 async def test_missing_flag_and_unmissing(store: LibraryStore) -> None:
@@ -210,8 +217,9 @@ async def test_missing_flag_and_unmissing(store: LibraryStore) -> None:
     assert "/m/a/holiday beach.mp4" in await paths_of(store, VideoFilter(include_missing=True))
     assert (await store.get_video(path="/m/a/holiday beach.mp4")).missing
     known = await store.load_known("/m/a", recursive=True)
-    assert known["/m/a/holiday beach.mp4"] == ("/m/a/holiday beach.mp4", 1000, 1, 1)  # (path, size, mtime, missing)
-    assert known["/m/a/broken.mp4"] == ("/m/a/broken.mp4", 10, 1, 0)  # failed probes are known too
+    # (path, size, mtime, missing, failed)
+    assert known["/m/a/holiday beach.mp4"] == ("/m/a/holiday beach.mp4", 1000, 1, 1, 0)
+    assert known["/m/a/broken.mp4"] == ("/m/a/broken.mp4", 10, 1, 0, 1)  # failed probes are known too, as such
     assert set(known) == {p for p in [*LIBRARY, "/m/a/broken.mp4"] if p.startswith("/m/a/")}
     await store.write_batch(unmissing=["/m/a/holiday beach.mp4"])
     assert not (await store.get_video(path="/m/a/holiday beach.mp4")).missing
@@ -395,17 +403,19 @@ async def test_token_after_continues_right_after_the_item(store: LibraryStore) -
 async def test_load_known_reports_the_last_stored_size_and_mtime(store: LibraryStore) -> None:
     everything = await store.load_known("/", recursive=True)
     assert everything == {
-        **{p: (p, 1000, 1, 0) for p in LIBRARY},
-        "/m/a/broken.mp4": ("/m/a/broken.mp4", 10, 1, 0),
+        **{p: (p, 1000, 1, 0, 0) for p in LIBRARY},
+        "/m/a/broken.mp4": ("/m/a/broken.mp4", 10, 1, 0, 1),
     }
     await store.write_batch([ProbedFile("/m/a/sub/birthday.mp4", 2000, 2, info("vp9", 1440, 30))])
     await store.write_batch([ProbedFile("/m/a/holiday beach.mp4", 3000, 3, None, "now broken")])
     known = await store.load_known("/m/a/", recursive=True)  # a trailing slash changes nothing
     assert known == await store.load_known("/m/a", recursive=True)
-    assert known["/m/a/sub/birthday.mp4"] == ("/m/a/sub/birthday.mp4", 2000, 2, 0)
-    assert known["/m/a/holiday beach.mp4"] == ("/m/a/holiday beach.mp4", 3000, 3, 0)  # failed now, still known
+    assert known["/m/a/sub/birthday.mp4"] == ("/m/a/sub/birthday.mp4", 2000, 2, 0, 0)
+    assert known["/m/a/holiday beach.mp4"] == ("/m/a/holiday beach.mp4", 3000, 3, 0, 1)  # failed now, still known
+    await store.write_batch([ProbedFile("/m/a/broken.mp4", 12, 4, info())])  # fixed
+    assert (await store.load_known("/m/a", recursive=False))["/m/a/broken.mp4"] == ("/m/a/broken.mp4", 12, 4, 0, 0)
     assert await store.load_known("/m/a/sub", recursive=False) == {
-        "/m/a/sub/birthday.mp4": ("/m/a/sub/birthday.mp4", 2000, 2, 0)
+        "/m/a/sub/birthday.mp4": ("/m/a/sub/birthday.mp4", 2000, 2, 0, 0)
     }
     assert await store.load_known("/nowhere", recursive=True) == {}
 
@@ -415,8 +425,8 @@ async def test_load_known_takes_a_file_system_root(library_store: LibraryStore) 
     stored = library_path(root + "/x.mp4")
     assert stored == "/m/caf\\xe9/x.mp4"
     await library_store.write_batch([ProbedFile(stored, 1, 2, info())])
-    assert await library_store.load_known(root, recursive=True) == {stored: (stored, 1, 2, 0)}
-    assert await library_store.load_known(root, recursive=False) == {stored: (stored, 1, 2, 0)}
+    assert await library_store.load_known(root, recursive=True) == {stored: (stored, 1, 2, 0, 0)}
+    assert await library_store.load_known(root, recursive=False) == {stored: (stored, 1, 2, 0, 0)}
 
 
 async def test_unchanged_rows_stay_as_they_were(store: LibraryStore) -> None:
@@ -432,23 +442,28 @@ async def test_unchanged_rows_stay_as_they_were(store: LibraryStore) -> None:
     assert await paths_of(store, VideoFilter()) == sorted([*LIBRARY, "/m/a/new.mp4"])
 
 
-async def test_a_failed_reprobe_hides_the_video_and_a_good_one_brings_it_back(store: LibraryStore) -> None:
+async def test_a_failed_reprobe_makes_the_video_broken_and_a_good_one_brings_it_back(store: LibraryStore) -> None:
     path = "/m/a/holiday beach.mp4"
     before = await store.get_video(path=path)
     await store.write_batch([ProbedFile(path, 1001, 2, None, "Invalid data")])
-    with pytest.raises(NotFound):
-        await store.get_video(path=path)
-    with pytest.raises(NotFound):
-        await store.get_video(video_id=before.id)
-    assert path not in await paths_of(store, VideoFilter(include_missing=True))
+    broken = await store.get_video(path=path)
+    assert (broken.id, broken.create_time, broken.status) == (before.id, before.create_time, VideoStatus.FAILED)
+    assert (broken.video, broken.duration_us, broken.container_format, broken.audio) == (None, None, "", ())
+    assert await store.get_video(video_id=before.id) == broken
+    assert path not in await paths_of(store, VideoFilter(include_missing=True))  # not a video in the default list
     assert path not in await paths_of(store, VideoFilter(query="beach"))
+    assert path in await paths_of(store, VideoFilter(query="beach", statuses=frozenset({VideoStatus.FAILED})))
     await store.write_batch([ProbedFile(path, 1002, 3, info("av1", 720, 5))])
     again = await store.get_video(path=path)
     assert (again.id, again.create_time) == (before.id, before.create_time)  # the same entry, rewritten in place
     assert (again.size, again.mtime_ns) == (1002, 3) and again.video is not None and again.video.codec == "av1"
+    assert (again.status, again.failed, again.failure_reason, again.failure_kind) == (VideoStatus.OK, False, "", None)
     # And a file whose earlier probe failed becomes a video once a probe succeeds.
     await store.write_batch([ProbedFile("/m/a/broken.mp4", 11, 2, info())])
-    assert (await store.get_video(path="/m/a/broken.mp4")).size == 11
+    fixed = await store.get_video(path="/m/a/broken.mp4")
+    assert (fixed.size, fixed.status, fixed.failure_reason) == (11, VideoStatus.OK, "")
+    assert "/m/a/broken.mp4" in await paths_of(store, VideoFilter())
+    assert await paths_of(store, VideoFilter(statuses=frozenset({VideoStatus.FAILED}))) == []
 
 
 async def test_a_probe_of_a_missing_file_clears_missing(store: LibraryStore) -> None:
@@ -458,7 +473,7 @@ async def test_a_probe_of_a_missing_file_clears_missing(store: LibraryStore) -> 
     await store.write_batch([ProbedFile(path, 2000, 2, info())])  # back, changed: probed again
     assert not (await store.get_video(path=path)).missing
     assert path in await paths_of(store, VideoFilter())
-    assert (await store.load_known("/m/a", recursive=False))[path] == (path, 2000, 2, 0)
+    assert (await store.load_known("/m/a", recursive=False))[path] == (path, 2000, 2, 0, 0)
 
 
 async def test_mark_missing_in_chunks_ignores_unknown_paths(store: LibraryStore) -> None:
@@ -493,3 +508,137 @@ async def test_scan_errors_keep_their_fields_in_recorded_order(library_store: Li
     await library_store.delete_scan_errors("job-2")
     assert await library_store.list_scan_errors("job-2", 10, "") == ([], "")
     assert len((await library_store.list_scan_errors("job-1", 10, ""))[0]) == 2
+
+
+# --- broken files are part of the library: statuses, failure reasons and kinds, when last tried -------------------
+
+OK, FAILED, MISSING = VideoStatus.OK, VideoStatus.FAILED, VideoStatus.MISSING
+BROKEN, CAFE, GONE_BROKEN = "/m/a/broken.mp4", "/m/b/Café crème.mov", "/m/b/gone broken.mkv"
+OK_ON_DISK = sorted(set(LIBRARY) - {CAFE})
+
+
+def statuses(*values: VideoStatus) -> frozenset[VideoStatus]:
+    return frozenset(values)
+
+
+@pytest.fixture
+async def mixed(store: LibraryStore) -> LibraryStore:
+    """`store` (LIBRARY and BROKEN) with an entry of each missing kind: a video gone from disk and a broken one."""
+    await store.write_batch([ProbedFile(GONE_BROKEN, 7, 1, None, "moov atom not found", ProbeErrorKind.PROBE_FAILED)])
+    await store.mark_missing([CAFE, GONE_BROKEN])
+    return store
+
+
+async def test_status_filters_select_entries_by_status(mixed: LibraryStore) -> None:
+    assert await paths_of(mixed, VideoFilter()) == OK_ON_DISK  # the default: OK entries only
+    assert await paths_of(mixed, VideoFilter(statuses=statuses(OK))) == OK_ON_DISK
+    assert await paths_of(mixed, VideoFilter(statuses=statuses(FAILED))) == [BROKEN]
+    assert await paths_of(mixed, VideoFilter(statuses=statuses(MISSING))) == [CAFE, GONE_BROKEN]
+    assert await paths_of(mixed, VideoFilter(statuses=statuses(OK, FAILED))) == sorted([*OK_ON_DISK, BROKEN])
+    assert await paths_of(mixed, VideoFilter(statuses=statuses(FAILED, MISSING))) == [BROKEN, CAFE, GONE_BROKEN]
+    assert await paths_of(mixed, VideoFilter(statuses=statuses(OK, MISSING))) == sorted([*LIBRARY, GONE_BROKEN])
+    everything = sorted([*LIBRARY, BROKEN, GONE_BROKEN])
+    assert await paths_of(mixed, VideoFilter(statuses=statuses(OK, FAILED, MISSING))) == everything
+    # include_missing: with no statuses, the missing videos as before (not broken files gone too); with statuses,
+    # MISSING added to them.
+    assert await paths_of(mixed, VideoFilter(include_missing=True)) == sorted(LIBRARY)
+    assert await paths_of(mixed, VideoFilter(statuses=statuses(FAILED), include_missing=True)) == [
+        BROKEN,
+        CAFE,
+        GONE_BROKEN,
+    ]
+    # Each entry says which status it has; a broken file gone from disk is MISSING and keeps why it was broken.
+    videos, _ = await mixed.list_videos(VideoFilter(statuses=statuses(OK, FAILED, MISSING)), 100, "")
+    assert {v.path: v.status for v in videos} == {
+        **dict.fromkeys(OK_ON_DISK, OK),
+        BROKEN: FAILED,
+        CAFE: MISSING,
+        GONE_BROKEN: MISSING,
+    }
+    gone = next(v for v in videos if v.path == GONE_BROKEN)
+    assert (gone.missing, gone.failed, gone.failure_reason, gone.failure_kind) == (
+        True,
+        True,
+        "moov atom not found",
+        ProbeErrorKind.PROBE_FAILED,
+    )
+    cafe = next(v for v in videos if v.path == CAFE)
+    assert (cafe.missing, cafe.failed, cafe.failure_reason, cafe.failure_kind) == (True, False, "", None)
+    # Back on disk, unchanged: a broken file is FAILED again, a video OK.
+    await mixed.write_batch(unmissing=[CAFE, GONE_BROKEN])
+    assert await paths_of(mixed, VideoFilter(statuses=statuses(FAILED))) == [BROKEN, GONE_BROKEN]
+    assert await paths_of(mixed, VideoFilter(statuses=statuses(MISSING))) == []
+
+
+async def test_failed_entries_carry_reason_kind_and_when_last_tried(library_store: LibraryStore) -> None:
+    path = "/m/f/hang.mp4"
+    reason = "probe timed out after 10 s: 'ü' \"quoted\"\nsecond line"
+    before = time.time()
+    await library_store.write_batch([ProbedFile(path, 5, 9, None, reason, ProbeErrorKind.PROBE_TIMEOUT)])
+    after = time.time()
+    got = await library_store.get_video(path=path)
+    assert got == Video(
+        id=got.id,
+        path=path,
+        file_name="hang.mp4",
+        container_format="",
+        size=5,
+        mtime_ns=9,
+        duration_us=None,
+        bit_rate=0,
+        video=None,
+        audio=(),
+        subtitle_count=0,
+        subtitle_languages=(),
+        creation_time_us=None,
+        missing=False,
+        probe_time=got.probe_time,
+        create_time=got.create_time,
+        failed=True,
+        failure_reason=reason,
+        failure_kind=ProbeErrorKind.PROBE_TIMEOUT,
+    )
+    assert got.status is VideoStatus.FAILED
+    assert before <= got.create_time <= got.probe_time <= after  # probe_time: when the probe was last tried
+    listed, _ = await library_store.list_videos(VideoFilter(statuses=statuses(FAILED)), 10, "")
+    assert listed == [got]
+    # The file changed and its probe was tried again, failing otherwise: the entry keeps its id and tells the latest.
+    await library_store.write_batch([ProbedFile(path, 6, 10, None, "worker died", ProbeErrorKind.PROBE_CRASHED)])
+    again = await library_store.get_video(path=path)
+    assert (again.id, again.create_time, again.size, again.mtime_ns) == (got.id, got.create_time, 6, 10)
+    assert (again.failure_reason, again.failure_kind) == ("worker died", ProbeErrorKind.PROBE_CRASHED)
+    assert again.probe_time >= after
+    # A scan that finds it unchanged writes nothing (it reads load_known), so "last tried" stays as it was.
+    assert (await library_store.load_known("/m/f", recursive=False))[path] == (path, 6, 10, 0, 1)
+    assert (await library_store.get_video(path=path)).probe_time == again.probe_time
+
+
+async def test_status_filters_combine_with_the_other_filters(mixed: LibraryStore) -> None:
+    broken_or_gone = statuses(FAILED, MISSING)
+    assert await paths_of(mixed, VideoFilter(statuses=broken_or_gone, path_prefix="/m/b")) == [CAFE, GONE_BROKEN]
+    assert await paths_of(mixed, VideoFilter(statuses=broken_or_gone, path_prefix=BROKEN)) == [BROKEN]
+    # File names are searchable whatever the status.
+    assert await paths_of(mixed, VideoFilter(statuses=broken_or_gone, query="broken")) == [BROKEN, GONE_BROKEN]
+    # Filters on media fields need fields a broken file does not have.
+    assert await paths_of(mixed, VideoFilter(statuses=broken_or_gone, video_codec="av1")) == [CAFE]
+    assert await paths_of(mixed, VideoFilter(statuses=broken_or_gone, min_height=1)) == [CAFE]
+    assert await paths_of(mixed, VideoFilter(statuses=broken_or_gone, min_duration_us=0)) == [CAFE]
+    assert await paths_of(mixed, VideoFilter(statuses=broken_or_gone, max_duration_us=10**12)) == [CAFE]
+
+
+async def test_status_filters_page_and_tokens_keep_them(mixed: LibraryStore) -> None:
+    flt = VideoFilter(statuses=statuses(FAILED, MISSING))
+    seen: list[str] = []
+    token = ""
+    while True:
+        videos, token = await mixed.list_videos(flt, 1, token)
+        seen += [v.path for v in videos]
+        if not token:
+            break
+    assert seen == [BROKEN, CAFE, GONE_BROKEN]
+    _, token = await mixed.list_videos(flt, 1, "")
+    for other in (VideoFilter(), VideoFilter(statuses=statuses(FAILED)), VideoFilter(include_missing=True)):
+        with pytest.raises(InvalidArgument, match="different filters"):
+            await mixed.list_videos(other, 1, token)
+    # A listing without statuses has the fingerprint it had before they existed: its tokens stay valid.
+    assert VideoFilter(include_missing=True).fingerprint() == page_token.fingerprint(["", "", None, None, 0, "", True])

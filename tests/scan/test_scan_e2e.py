@@ -381,6 +381,8 @@ async def test_list_videos_bad_requests(api: Api, scanned_root: tuple[Path, dict
         library_pb2.ListVideosRequest(
             min_duration=duration_pb2.Duration(seconds=5), max_duration=duration_pb2.Duration(seconds=1)
         ),
+        library_pb2.ListVideosRequest(statuses=[library_pb2.VIDEO_STATUS_UNSPECIFIED]),
+        library_pb2.ListVideosRequest(statuses=[library_pb2.VIDEO_STATUS_FAILED, 42]),  # type: ignore[list-item]
     ]
     for request in bad_requests:
         with pytest.raises(grpc.aio.AioRpcError) as info:
@@ -397,10 +399,19 @@ async def test_get_video(
     assert by_path.video.codec == "av1" and by_path.video.frame_rate == 30.0
     by_id = (await api.library.GetVideo(library_pb2.GetVideoRequest(id=by_path.id))).video
     assert by_id == by_path
+    # A file whose probe failed is in the library as a broken file, with why: by path and by id.
+    zero = (await api.library.GetVideo(library_pb2.GetVideoRequest(path=str(files["zero"])))).video
+    assert (zero.status, zero.failure_kind) == (
+        library_pb2.VIDEO_STATUS_FAILED,
+        library_pb2.SCAN_ERROR_KIND_PROBE_FAILED,
+    )
+    assert zero.failure_reason and not zero.HasField("video") and zero.size_bytes == 0
+    assert (await api.library.GetVideo(library_pb2.GetVideoRequest(id=zero.id))).video == zero
+    assert by_path.status == library_pb2.VIDEO_STATUS_OK and by_path.failure_reason == ""
     for request, code in (
         (library_pb2.GetVideoRequest(id="123456789"), grpc.StatusCode.NOT_FOUND),
         (library_pb2.GetVideoRequest(id="not-an-id"), grpc.StatusCode.NOT_FOUND),
-        (library_pb2.GetVideoRequest(path=str(files["zero"])), grpc.StatusCode.NOT_FOUND),  # probe failed
+        (library_pb2.GetVideoRequest(path=str(files["fifo"])), grpc.StatusCode.NOT_FOUND),  # not a regular file
         (library_pb2.GetVideoRequest(path="/nowhere.mp4"), grpc.StatusCode.NOT_FOUND),
         (library_pb2.GetVideoRequest(), grpc.StatusCode.INVALID_ARGUMENT),
     ):
@@ -431,6 +442,67 @@ async def test_rescans_through_the_api(api: Api, allowed: Path, corpus: Corpus) 
     assert [v.file_name for v in missing] == ["1.webm"]
     forced = await api.scan(root, force=True)
     assert (forced.result.probed, forced.result.updated) == (6, 6)
+
+
+async def test_broken_files_stay_in_the_library_across_rescans(api: Api, allowed: Path, corpus: Corpus) -> None:
+    """Scan a tree with broken files, rescan it: the rescan says how many known-broken files it skipped, and
+    ListVideos lists them with their reasons; a broken file replaced by a good clip becomes a video."""
+    root = allowed / "broken-rescan"
+    good = [copy_clip(corpus.clips[name].path, root / f"good-{name}.mp4") for name in ("h264_aac", "tall")]
+    broken = {copy_clip(path, root / "bad" / path.name): "PROBE_FAILED" for path in corpus.broken.values()}
+    broken[copy_clip(corpus.clips["h264_aac"].path, root / "bad" / "x-reelscan-crash.mp4")] = "PROBE_CRASHED"
+    failed_only = [library_pb2.VIDEO_STATUS_FAILED]
+
+    first = await api.scan(root)
+    assert (first.result.discovered, first.result.new, first.result.failed) == (7, 2, 5)
+    assert first.result.unchanged_failed == 0
+    reasons = {e.path: e.reason for e in await api.errors(first.id)}
+    assert set(reasons) == {str(p) for p in broken}
+
+    again = await api.scan(root)
+    r = again.result
+    assert (r.discovered, r.probed, r.unchanged, r.failed) == (7, 0, 7, 0)
+    assert r.unchanged_failed == len(broken) == 5  # skipped without a probe, and said so
+    assert await api.errors(again.id) == []  # nothing was tried, so nothing failed in this scan
+
+    listed = {v.path: v for v in await api.videos(path_prefix=str(root), statuses=failed_only)}
+    assert set(listed) == {str(p) for p in broken}
+    for path, kind in broken.items():
+        video = listed[str(path)]
+        assert video.status == library_pb2.VIDEO_STATUS_FAILED and not video.missing
+        assert video.failure_reason == reasons[str(path)]  # the reason of the scan that tried it
+        assert library_pb2.ScanErrorKind.Name(video.failure_kind) == f"SCAN_ERROR_KIND_{kind}"
+        # When the probe was last tried: during the first scan, not the rescan that skipped it.
+        assert first.start_time.ToNanoseconds() <= video.probe_time.ToNanoseconds() <= first.finish_time.ToNanoseconds()
+        assert not video.HasField("video") and not video.HasField("duration") and video.container_format == ""
+        assert video.size_bytes == path.stat().st_size and video.file_name == path.name
+    assert {v.path for v in await api.videos(path_prefix=str(root))} == {str(p) for p in good}  # default: OK only
+    both = [library_pb2.VIDEO_STATUS_OK, library_pb2.VIDEO_STATUS_FAILED]
+    assert len(await api.videos(path_prefix=str(root), statuses=both)) == 7
+
+    # The truncated file is replaced by a good clip: probed again (it changed), a video now, no longer broken.
+    fixed = next(p for p in broken if p.name == corpus.broken["truncated"].name)
+    copy_clip(corpus.clips["vp9_opus"].path, fixed)
+    third = await api.scan(root)
+    r = third.result
+    assert (r.probed, r.updated, r.unchanged, r.unchanged_failed, r.failed) == (1, 1, 6, 4, 0)
+    video = (await api.library.GetVideo(library_pb2.GetVideoRequest(path=str(fixed)))).video
+    assert (video.status, video.failure_reason, video.video.codec) == (library_pb2.VIDEO_STATUS_OK, "", "vp9")
+    assert video.id == listed[str(fixed)].id  # the same entry, now a video
+    still = {v.path for v in await api.videos(path_prefix=str(root), statuses=failed_only)}
+    assert still == {str(p) for p in broken} - {str(fixed)}
+    assert str(fixed) in {v.path for v in await api.videos(path_prefix=str(root))}
+
+    # A broken file deleted from disk is MISSING, keeping why it was broken.
+    deleted = next(p for p in broken if p.name == corpus.broken["zero"].name)
+    deleted.unlink()
+    fourth = await api.scan(root)
+    assert (fourth.result.missing, fourth.result.unchanged_failed) == (1, 3)
+    gone = await api.videos(path_prefix=str(root), statuses=[library_pb2.VIDEO_STATUS_MISSING])
+    assert [(v.path, v.status, v.failure_reason) for v in gone] == [
+        (str(deleted), library_pb2.VIDEO_STATUS_MISSING, reasons[str(deleted)])
+    ]
+    assert len(await api.videos(path_prefix=str(root), statuses=failed_only)) == 3
 
 
 async def test_second_start_returns_the_running_scan(api: Api, allowed: Path, corpus: Corpus) -> None:

@@ -26,35 +26,37 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19reelscan/v1/library.proto\x12\x0breelscan.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd9\x01\n\x0bVideoStream\x12\r\n\x05\x63odec\x18\x01 \x01(\t\x12\x0f\n\x07profile\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\x12\n\nframe_rate\x18\x05 \x01(\x01\x12\x14\n\x0cpixel_format\x18\x06 \x01(\t\x12\x11\n\tbit_depth\x18\x07 \x01(\x05\x12\x10\n\x08rotation\x18\x08 \x01(\x05\x12\x16\n\x0e\x63olor_transfer\x18\t \x01(\t\x12\x17\n\x0f\x63olor_primaries\x18\n \x01(\t\x12\x0b\n\x03hdr\x18\x0b \x01(\x08\"U\n\x0b\x41udioStream\x12\r\n\x05\x63odec\x18\x01 \x01(\t\x12\x10\n\x08\x63hannels\x18\x02 \x01(\x05\x12\x13\n\x0bsample_rate\x18\x03 \x01(\x05\x12\x10\n\x08language\x18\x04 \x01(\t\"\xf7\x03\n\x05Video\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x11\n\tfile_name\x18\x03 \x01(\t\x12\x18\n\x10\x63ontainer_format\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x03\x12)\n\x05mtime\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x08\x64uration\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08\x62it_rate\x18\x08 \x01(\x03\x12\'\n\x05video\x18\t \x01(\x0b\x32\x18.reelscan.v1.VideoStream\x12\'\n\x05\x61udio\x18\n \x03(\x0b\x32\x18.reelscan.v1.AudioStream\x12\x16\n\x0esubtitle_count\x18\x0b \x01(\x05\x12\x1a\n\x12subtitle_languages\x18\x0c \x03(\t\x12\x31\n\rcreation_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07missing\x18\x0e \x01(\x08\x12.\n\nprobe_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x94\x01\n\tScanError\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12(\n\x04kind\x18\x03 \x01(\x0e\x32\x1a.reelscan.v1.ScanErrorKind\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x82\x02\n\x11ListVideosRequest\x12\x13\n\x0bpath_prefix\x18\x01 \x01(\t\x12\x13\n\x0bvideo_codec\x18\x02 \x01(\t\x12/\n\x0cmin_duration\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cmax_duration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nmin_height\x18\x05 \x01(\x05\x12\r\n\x05query\x18\x06 \x01(\t\x12\x17\n\x0finclude_missing\x18\x07 \x01(\x08\x12\x11\n\tpage_size\x18\x08 \x01(\x05\x12\x12\n\npage_token\x18\t \x01(\t\"Q\n\x12ListVideosResponse\x12\"\n\x06videos\x18\x01 \x03(\x0b\x32\x12.reelscan.v1.Video\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"8\n\x0fGetVideoRequest\x12\x0c\n\x02id\x18\x01 \x01(\tH\x00\x12\x0e\n\x04path\x18\x02 \x01(\tH\x00\x42\x07\n\x05video\"5\n\x10GetVideoResponse\x12!\n\x05video\x18\x01 \x01(\x0b\x32\x12.reelscan.v1.Video\"N\n\x15ListScanErrorsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Y\n\x16ListScanErrorsResponse\x12&\n\x06\x65rrors\x18\x01 \x03(\x0b\x32\x16.reelscan.v1.ScanError\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xb8\x01\n\rScanErrorKind\x12\x1f\n\x1bSCAN_ERROR_KIND_UNSPECIFIED\x10\x00\x12 \n\x1cSCAN_ERROR_KIND_PROBE_FAILED\x10\x01\x12!\n\x1dSCAN_ERROR_KIND_PROBE_TIMEOUT\x10\x02\x12!\n\x1dSCAN_ERROR_KIND_PROBE_CRASHED\x10\x03\x12\x1e\n\x1aSCAN_ERROR_KIND_UNREADABLE\x10\x04\x32\x83\x02\n\x0eLibraryService\x12M\n\nListVideos\x12\x1e.reelscan.v1.ListVideosRequest\x1a\x1f.reelscan.v1.ListVideosResponse\x12G\n\x08GetVideo\x12\x1c.reelscan.v1.GetVideoRequest\x1a\x1d.reelscan.v1.GetVideoResponse\x12Y\n\x0eListScanErrors\x12\".reelscan.v1.ListScanErrorsRequest\x1a#.reelscan.v1.ListScanErrorsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19reelscan/v1/library.proto\x12\x0breelscan.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd9\x01\n\x0bVideoStream\x12\r\n\x05\x63odec\x18\x01 \x01(\t\x12\x0f\n\x07profile\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\x12\n\nframe_rate\x18\x05 \x01(\x01\x12\x14\n\x0cpixel_format\x18\x06 \x01(\t\x12\x11\n\tbit_depth\x18\x07 \x01(\x05\x12\x10\n\x08rotation\x18\x08 \x01(\x05\x12\x16\n\x0e\x63olor_transfer\x18\t \x01(\t\x12\x17\n\x0f\x63olor_primaries\x18\n \x01(\t\x12\x0b\n\x03hdr\x18\x0b \x01(\x08\"U\n\x0b\x41udioStream\x12\r\n\x05\x63odec\x18\x01 \x01(\t\x12\x10\n\x08\x63hannels\x18\x02 \x01(\x05\x12\x13\n\x0bsample_rate\x18\x03 \x01(\x05\x12\x10\n\x08language\x18\x04 \x01(\t\"\xeb\x04\n\x05Video\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x11\n\tfile_name\x18\x03 \x01(\t\x12\x18\n\x10\x63ontainer_format\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x03\x12)\n\x05mtime\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x08\x64uration\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08\x62it_rate\x18\x08 \x01(\x03\x12\'\n\x05video\x18\t \x01(\x0b\x32\x18.reelscan.v1.VideoStream\x12\'\n\x05\x61udio\x18\n \x03(\x0b\x32\x18.reelscan.v1.AudioStream\x12\x16\n\x0esubtitle_count\x18\x0b \x01(\x05\x12\x1a\n\x12subtitle_languages\x18\x0c \x03(\t\x12\x31\n\rcreation_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07missing\x18\x0e \x01(\x08\x12.\n\nprobe_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x06status\x18\x11 \x01(\x0e\x32\x18.reelscan.v1.VideoStatus\x12\x16\n\x0e\x66\x61ilure_reason\x18\x12 \x01(\t\x12\x30\n\x0c\x66\x61ilure_kind\x18\x13 \x01(\x0e\x32\x1a.reelscan.v1.ScanErrorKind\"\x94\x01\n\tScanError\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12(\n\x04kind\x18\x03 \x01(\x0e\x32\x1a.reelscan.v1.ScanErrorKind\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xae\x02\n\x11ListVideosRequest\x12\x13\n\x0bpath_prefix\x18\x01 \x01(\t\x12\x13\n\x0bvideo_codec\x18\x02 \x01(\t\x12/\n\x0cmin_duration\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cmax_duration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nmin_height\x18\x05 \x01(\x05\x12\r\n\x05query\x18\x06 \x01(\t\x12\x17\n\x0finclude_missing\x18\x07 \x01(\x08\x12\x11\n\tpage_size\x18\x08 \x01(\x05\x12\x12\n\npage_token\x18\t \x01(\t\x12*\n\x08statuses\x18\n \x03(\x0e\x32\x18.reelscan.v1.VideoStatus\"Q\n\x12ListVideosResponse\x12\"\n\x06videos\x18\x01 \x03(\x0b\x32\x12.reelscan.v1.Video\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"8\n\x0fGetVideoRequest\x12\x0c\n\x02id\x18\x01 \x01(\tH\x00\x12\x0e\n\x04path\x18\x02 \x01(\tH\x00\x42\x07\n\x05video\"5\n\x10GetVideoResponse\x12!\n\x05video\x18\x01 \x01(\x0b\x32\x12.reelscan.v1.Video\"N\n\x15ListScanErrorsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Y\n\x16ListScanErrorsResponse\x12&\n\x06\x65rrors\x18\x01 \x03(\x0b\x32\x16.reelscan.v1.ScanError\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*s\n\x0bVideoStatus\x12\x1c\n\x18VIDEO_STATUS_UNSPECIFIED\x10\x00\x12\x13\n\x0fVIDEO_STATUS_OK\x10\x01\x12\x17\n\x13VIDEO_STATUS_FAILED\x10\x02\x12\x18\n\x14VIDEO_STATUS_MISSING\x10\x03*\xb8\x01\n\rScanErrorKind\x12\x1f\n\x1bSCAN_ERROR_KIND_UNSPECIFIED\x10\x00\x12 \n\x1cSCAN_ERROR_KIND_PROBE_FAILED\x10\x01\x12!\n\x1dSCAN_ERROR_KIND_PROBE_TIMEOUT\x10\x02\x12!\n\x1dSCAN_ERROR_KIND_PROBE_CRASHED\x10\x03\x12\x1e\n\x1aSCAN_ERROR_KIND_UNREADABLE\x10\x04\x32\x83\x02\n\x0eLibraryService\x12M\n\nListVideos\x12\x1e.reelscan.v1.ListVideosRequest\x1a\x1f.reelscan.v1.ListVideosResponse\x12G\n\x08GetVideo\x12\x1c.reelscan.v1.GetVideoRequest\x1a\x1d.reelscan.v1.GetVideoResponse\x12Y\n\x0eListScanErrors\x12\".reelscan.v1.ListScanErrorsRequest\x1a#.reelscan.v1.ListScanErrorsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'reelscan.v1.library_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SCANERRORKIND']._serialized_start=1700
-  _globals['_SCANERRORKIND']._serialized_end=1884
+  _globals['_VIDEOSTATUS']._serialized_start=1859
+  _globals['_VIDEOSTATUS']._serialized_end=1974
+  _globals['_SCANERRORKIND']._serialized_start=1977
+  _globals['_SCANERRORKIND']._serialized_end=2161
   _globals['_VIDEOSTREAM']._serialized_start=108
   _globals['_VIDEOSTREAM']._serialized_end=325
   _globals['_AUDIOSTREAM']._serialized_start=327
   _globals['_AUDIOSTREAM']._serialized_end=412
   _globals['_VIDEO']._serialized_start=415
-  _globals['_VIDEO']._serialized_end=918
-  _globals['_SCANERROR']._serialized_start=921
-  _globals['_SCANERROR']._serialized_end=1069
-  _globals['_LISTVIDEOSREQUEST']._serialized_start=1072
-  _globals['_LISTVIDEOSREQUEST']._serialized_end=1330
-  _globals['_LISTVIDEOSRESPONSE']._serialized_start=1332
-  _globals['_LISTVIDEOSRESPONSE']._serialized_end=1413
-  _globals['_GETVIDEOREQUEST']._serialized_start=1415
-  _globals['_GETVIDEOREQUEST']._serialized_end=1471
-  _globals['_GETVIDEORESPONSE']._serialized_start=1473
-  _globals['_GETVIDEORESPONSE']._serialized_end=1526
-  _globals['_LISTSCANERRORSREQUEST']._serialized_start=1528
-  _globals['_LISTSCANERRORSREQUEST']._serialized_end=1606
-  _globals['_LISTSCANERRORSRESPONSE']._serialized_start=1608
-  _globals['_LISTSCANERRORSRESPONSE']._serialized_end=1697
-  _globals['_LIBRARYSERVICE']._serialized_start=1887
-  _globals['_LIBRARYSERVICE']._serialized_end=2146
+  _globals['_VIDEO']._serialized_end=1034
+  _globals['_SCANERROR']._serialized_start=1037
+  _globals['_SCANERROR']._serialized_end=1185
+  _globals['_LISTVIDEOSREQUEST']._serialized_start=1188
+  _globals['_LISTVIDEOSREQUEST']._serialized_end=1490
+  _globals['_LISTVIDEOSRESPONSE']._serialized_start=1492
+  _globals['_LISTVIDEOSRESPONSE']._serialized_end=1573
+  _globals['_GETVIDEOREQUEST']._serialized_start=1575
+  _globals['_GETVIDEOREQUEST']._serialized_end=1631
+  _globals['_GETVIDEORESPONSE']._serialized_start=1633
+  _globals['_GETVIDEORESPONSE']._serialized_end=1686
+  _globals['_LISTSCANERRORSREQUEST']._serialized_start=1688
+  _globals['_LISTSCANERRORSREQUEST']._serialized_end=1766
+  _globals['_LISTSCANERRORSRESPONSE']._serialized_start=1768
+  _globals['_LISTSCANERRORSRESPONSE']._serialized_end=1857
+  _globals['_LIBRARYSERVICE']._serialized_start=2164
+  _globals['_LIBRARYSERVICE']._serialized_end=2423
 # @@protoc_insertion_point(module_scope)

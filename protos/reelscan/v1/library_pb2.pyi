@@ -11,6 +11,13 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class VideoStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VIDEO_STATUS_UNSPECIFIED: _ClassVar[VideoStatus]
+    VIDEO_STATUS_OK: _ClassVar[VideoStatus]
+    VIDEO_STATUS_FAILED: _ClassVar[VideoStatus]
+    VIDEO_STATUS_MISSING: _ClassVar[VideoStatus]
+
 class ScanErrorKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     SCAN_ERROR_KIND_UNSPECIFIED: _ClassVar[ScanErrorKind]
@@ -18,6 +25,10 @@ class ScanErrorKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SCAN_ERROR_KIND_PROBE_TIMEOUT: _ClassVar[ScanErrorKind]
     SCAN_ERROR_KIND_PROBE_CRASHED: _ClassVar[ScanErrorKind]
     SCAN_ERROR_KIND_UNREADABLE: _ClassVar[ScanErrorKind]
+VIDEO_STATUS_UNSPECIFIED: VideoStatus
+VIDEO_STATUS_OK: VideoStatus
+VIDEO_STATUS_FAILED: VideoStatus
+VIDEO_STATUS_MISSING: VideoStatus
 SCAN_ERROR_KIND_UNSPECIFIED: ScanErrorKind
 SCAN_ERROR_KIND_PROBE_FAILED: ScanErrorKind
 SCAN_ERROR_KIND_PROBE_TIMEOUT: ScanErrorKind
@@ -63,7 +74,7 @@ class AudioStream(_message.Message):
     def __init__(self, codec: _Optional[str] = ..., channels: _Optional[int] = ..., sample_rate: _Optional[int] = ..., language: _Optional[str] = ...) -> None: ...
 
 class Video(_message.Message):
-    __slots__ = ("id", "path", "file_name", "container_format", "size_bytes", "mtime", "duration", "bit_rate", "video", "audio", "subtitle_count", "subtitle_languages", "creation_time", "missing", "probe_time", "create_time")
+    __slots__ = ("id", "path", "file_name", "container_format", "size_bytes", "mtime", "duration", "bit_rate", "video", "audio", "subtitle_count", "subtitle_languages", "creation_time", "missing", "probe_time", "create_time", "status", "failure_reason", "failure_kind")
     ID_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     FILE_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +91,9 @@ class Video(_message.Message):
     MISSING_FIELD_NUMBER: _ClassVar[int]
     PROBE_TIME_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_REASON_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_KIND_FIELD_NUMBER: _ClassVar[int]
     id: str
     path: str
     file_name: str
@@ -96,7 +110,10 @@ class Video(_message.Message):
     missing: bool
     probe_time: _timestamp_pb2.Timestamp
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., path: _Optional[str] = ..., file_name: _Optional[str] = ..., container_format: _Optional[str] = ..., size_bytes: _Optional[int] = ..., mtime: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., bit_rate: _Optional[int] = ..., video: _Optional[_Union[VideoStream, _Mapping]] = ..., audio: _Optional[_Iterable[_Union[AudioStream, _Mapping]]] = ..., subtitle_count: _Optional[int] = ..., subtitle_languages: _Optional[_Iterable[str]] = ..., creation_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., missing: _Optional[bool] = ..., probe_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    status: VideoStatus
+    failure_reason: str
+    failure_kind: ScanErrorKind
+    def __init__(self, id: _Optional[str] = ..., path: _Optional[str] = ..., file_name: _Optional[str] = ..., container_format: _Optional[str] = ..., size_bytes: _Optional[int] = ..., mtime: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., bit_rate: _Optional[int] = ..., video: _Optional[_Union[VideoStream, _Mapping]] = ..., audio: _Optional[_Iterable[_Union[AudioStream, _Mapping]]] = ..., subtitle_count: _Optional[int] = ..., subtitle_languages: _Optional[_Iterable[str]] = ..., creation_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., missing: _Optional[bool] = ..., probe_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[VideoStatus, str]] = ..., failure_reason: _Optional[str] = ..., failure_kind: _Optional[_Union[ScanErrorKind, str]] = ...) -> None: ...
 
 class ScanError(_message.Message):
     __slots__ = ("job_id", "path", "kind", "reason", "create_time")
@@ -113,7 +130,7 @@ class ScanError(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., path: _Optional[str] = ..., kind: _Optional[_Union[ScanErrorKind, str]] = ..., reason: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListVideosRequest(_message.Message):
-    __slots__ = ("path_prefix", "video_codec", "min_duration", "max_duration", "min_height", "query", "include_missing", "page_size", "page_token")
+    __slots__ = ("path_prefix", "video_codec", "min_duration", "max_duration", "min_height", "query", "include_missing", "page_size", "page_token", "statuses")
     PATH_PREFIX_FIELD_NUMBER: _ClassVar[int]
     VIDEO_CODEC_FIELD_NUMBER: _ClassVar[int]
     MIN_DURATION_FIELD_NUMBER: _ClassVar[int]
@@ -123,6 +140,7 @@ class ListVideosRequest(_message.Message):
     INCLUDE_MISSING_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
     path_prefix: str
     video_codec: str
     min_duration: _duration_pb2.Duration
@@ -132,7 +150,8 @@ class ListVideosRequest(_message.Message):
     include_missing: bool
     page_size: int
     page_token: str
-    def __init__(self, path_prefix: _Optional[str] = ..., video_codec: _Optional[str] = ..., min_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., min_height: _Optional[int] = ..., query: _Optional[str] = ..., include_missing: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    statuses: _containers.RepeatedScalarFieldContainer[VideoStatus]
+    def __init__(self, path_prefix: _Optional[str] = ..., video_codec: _Optional[str] = ..., min_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., min_height: _Optional[int] = ..., query: _Optional[str] = ..., include_missing: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., statuses: _Optional[_Iterable[_Union[VideoStatus, str]]] = ...) -> None: ...
 
 class ListVideosResponse(_message.Message):
     __slots__ = ("videos", "next_page_token")

@@ -57,14 +57,18 @@ class LibraryServiceServicer:
     """
 
     def ListVideos(self, request, context):
-        """Lists videos in a stable order (by path), with filters. Paginated with opaque page tokens.
+        """Lists library entries in a stable order (by path), with filters: by default the videos that probed fine and
+        are on disk; with `statuses`, broken (FAILED) and MISSING entries too. Paginated with opaque page tokens.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetVideo(self, request, context):
-        """Returns one video by id or by path. NOT_FOUND if it is not in the library.
+        """Returns one library entry by id or by path, whatever its status: a file whose last probe failed comes back
+        with status FAILED, its failure reason and kind (the library knows it, and why it is broken: that is not
+        NOT_FOUND), a file gone from disk with status MISSING. NOT_FOUND only when the library has no entry for it
+        (never scanned, not a video file by the scan's extensions, or not a regular file).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -21,7 +21,7 @@ class ScanSpec(_message.Message):
     def __init__(self, path: _Optional[str] = ..., recursive: _Optional[bool] = ..., force: _Optional[bool] = ..., extensions: _Optional[_Iterable[str]] = ..., follow_symlinks: _Optional[bool] = ...) -> None: ...
 
 class ScanResult(_message.Message):
-    __slots__ = ("discovered", "probed", "new", "updated", "unchanged", "missing", "failed")
+    __slots__ = ("discovered", "probed", "new", "updated", "unchanged", "missing", "failed", "unchanged_failed")
     DISCOVERED_FIELD_NUMBER: _ClassVar[int]
     PROBED_FIELD_NUMBER: _ClassVar[int]
     NEW_FIELD_NUMBER: _ClassVar[int]
@@ -29,6 +29,7 @@ class ScanResult(_message.Message):
     UNCHANGED_FIELD_NUMBER: _ClassVar[int]
     MISSING_FIELD_NUMBER: _ClassVar[int]
     FAILED_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FAILED_FIELD_NUMBER: _ClassVar[int]
     discovered: int
     probed: int
     new: int
@@ -36,4 +37,5 @@ class ScanResult(_message.Message):
     unchanged: int
     missing: int
     failed: int
-    def __init__(self, discovered: _Optional[int] = ..., probed: _Optional[int] = ..., new: _Optional[int] = ..., updated: _Optional[int] = ..., unchanged: _Optional[int] = ..., missing: _Optional[int] = ..., failed: _Optional[int] = ...) -> None: ...
+    unchanged_failed: int
+    def __init__(self, discovered: _Optional[int] = ..., probed: _Optional[int] = ..., new: _Optional[int] = ..., updated: _Optional[int] = ..., unchanged: _Optional[int] = ..., missing: _Optional[int] = ..., failed: _Optional[int] = ..., unchanged_failed: _Optional[int] = ...) -> None: ...
