@@ -2,6 +2,8 @@
 
 Every flag has an environment variable named REELSCAN_<FLAG_IN_UPPER_SNAKE_CASE>; a flag given on the command
 line wins over the environment. Repeatable flags (--allow-root) take os.pathsep-separated lists from the env.
+Values from the environment are parsed here, not by argparse, so that a bad one is reported under the variable's
+name (`REELSCAN_MAX_CONCURRENT_JOBS: invalid int value 'abc'`), and only when no flag overrides it.
 """
 
 from __future__ import annotations
@@ -81,18 +83,52 @@ def _env_name(flag: str) -> str:
     return ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
 
 
+@dataclass(frozen=True, slots=True)
+class _FromEnv:
+    """A flag's default taken from its environment variable: its value, or why the text is not one. argparse
+    neither converts nor checks a default that is not a string, so settings_from_args unwraps it (and reports
+    `error` under the variable's name) unless the flag was given."""
+
+    name: str
+    raw: str
+    value: object = None
+    error: str = ""
+
+    def __str__(self) -> str:  # what --help shows as the default
+        return self.raw
+
+
+def _from_env(
+    env: Mapping[str, str], flag: str, fallback: object, kind: Any = None, choices: Sequence[str] = ()
+) -> object:
+    name = _env_name(flag)
+    raw = env.get(name)
+    if raw is None:
+        return fallback
+    if kind is not None:
+        try:
+            return _FromEnv(name, raw, kind(raw.strip()))
+        except ValueError:
+            return _FromEnv(name, raw, error=f"invalid {kind.__name__} value {raw!r}")
+    if choices:
+        # Case does not matter here (it never did for these variables); the flag itself takes the exact choice.
+        match = next((c for c in choices if c.lower() == raw.strip().lower()), None)
+        if match is None:
+            listed = ", ".join(repr(c) for c in choices)
+            return _FromEnv(name, raw, error=f"invalid choice {raw!r} (choose from {listed})")
+        return _FromEnv(name, raw, match)
+    return _FromEnv(name, raw, raw)
+
+
 def add_serve_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] | None = None) -> None:
     """Adds every server flag to `parser`, with defaults taken from REELSCAN_* variables in `env`."""
     env = os.environ if env is None else env
     d = Settings()
 
-    def default(flag: str, fallback: object) -> object:
-        return env.get(_env_name(flag), fallback)
-
     def add(flag: str, help_text: str, fallback: object, **kwargs: Any) -> None:
         parser.add_argument(
             flag,
-            default=default(flag, fallback),
+            default=_from_env(env, flag, fallback, kwargs.get("type"), kwargs.get("choices", ())),
             help=f"{help_text} [env {_env_name(flag)}; default %(default)s]",
             **kwargs,
         )
@@ -172,12 +208,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] 
     )
     add("--auth-token-file", "file holding a bearer token every RPC but health must carry", None, metavar="PATH")
     parser.add_argument(
-        "--probe-delay", type=float, default=float(str(default("--probe-delay", 0.0))), help=argparse.SUPPRESS
+        "--probe-delay", type=float, default=_from_env(env, "--probe-delay", 0.0, float), help=argparse.SUPPRESS
     )
     parser.add_argument(
         "--fault-injection",
         action="store_true",
-        default=default("--fault-injection", "") not in ("", "0", "false"),
+        default=env.get(_env_name("--fault-injection"), "") not in ("", "0", "false"),
         help=argparse.SUPPRESS,
     )
 
@@ -188,7 +224,23 @@ def _positive(name: str, value: float) -> None:
 
 
 def settings_from_args(ns: argparse.Namespace) -> Settings:
-    """Builds and validates Settings from parsed arguments; raises ConfigError with a readable message."""
+    """Builds and validates Settings from parsed arguments; raises ConfigError with a readable message, naming
+    the environment variable when a value came from one."""
+    ns = argparse.Namespace(**vars(ns))  # the caller's namespace is left as it was
+    from_env: dict[str, str] = {}  # flag -> the variable its value came from
+    for dest, value in sorted(vars(ns).items()):
+        if isinstance(value, _FromEnv):
+            if value.error:
+                raise ConfigError(f"{value.name}: {value.error}")
+            setattr(ns, dest, value.value)
+            from_env["--" + dest.replace("_", "-")] = value.name
+    if not ns.allow_root and ns._env_allow_roots:
+        from_env["--allow-root"] = _env_name("--allow-root")
+
+    def named(flag: str) -> str:
+        """How a message names a setting: the flag, after the variable when the value came from the env."""
+        return f"{from_env[flag]}: {flag}" if flag in from_env else flag
+
     roots_raw: Sequence[str] = ns.allow_root or [r for r in (ns._env_allow_roots or "").split(os.pathsep) if r]
     roots = []
     for raw in roots_raw:
@@ -198,9 +250,9 @@ def settings_from_args(ns: argparse.Namespace) -> Settings:
         roots.append(Path(os.path.realpath(path)))
     exts = tuple(dict.fromkeys(e.strip().lower().lstrip(".") for e in str(ns.extensions).split(",") if e.strip()))
     if not exts:
-        raise ConfigError("--extensions must name at least one extension")
+        raise ConfigError(f"{named('--extensions')} must name at least one extension")
     if ":" not in str(ns.listen):
-        raise ConfigError(f"--listen must be HOST:PORT, got {ns.listen!r}")
+        raise ConfigError(f"{named('--listen')} must be HOST:PORT, got {ns.listen!r}")
 
     def opt_path(value: object) -> Path | None:
         return Path(str(value)) if value not in (None, "") else None
@@ -210,10 +262,12 @@ def settings_from_args(ns: argparse.Namespace) -> Settings:
     if "://" in db:
         scheme = db.split("://", 1)[0]
         if scheme not in ("postgresql", "postgres"):
-            raise ConfigError(f"--db: unknown URL scheme {scheme!r}; use a SQLite file path or a postgresql:// URL")
+            raise ConfigError(
+                f"{named('--db')}: unknown URL scheme {scheme!r}; use a SQLite file path or a postgresql:// URL"
+            )
         db_url = db
     elif not db:
-        raise ConfigError("--db must name a SQLite file or a postgresql:// URL")
+        raise ConfigError(f"{named('--db')} must name a SQLite file or a postgresql:// URL")
     password_file = opt_path(ns.db_password_file)
     if password_file is not None and not db_url:
         raise ConfigError("--db-password-file is for a postgresql:// --db")
@@ -255,14 +309,14 @@ def settings_from_args(ns: argparse.Namespace) -> Settings:
         ("--max-message-bytes", settings.max_message_bytes),
         ("--lease-ttl", settings.lease_ttl_s),
     ):
-        _positive(name, value)
+        _positive(named(name), value)
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise ConfigError("--tls-cert and --tls-key go together")
     if settings.tls_client_ca is not None and settings.tls_cert is None:
         raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key")
     for root in settings.allow_roots:
         if not root.is_dir():
-            raise ConfigError(f"--allow-root {root} is not an existing directory")
+            raise ConfigError(f"{named('--allow-root')} {root} is not an existing directory")
     if not settings.allow_roots and not settings.is_loopback:
         raise ConfigError(
             f"refusing to listen on non-loopback address {settings.listen} with no --allow-root: "
