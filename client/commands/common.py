@@ -257,6 +257,10 @@ class Output:
         else:
             print(safe, file=self.stream, flush=True)
 
+    def row(self, cells: Sequence[str]) -> None:
+        """One tab-separated line of cells, each made printable (tabs and newlines in data are escaped)."""
+        print("\t".join(fmt.printable(cell) for cell in cells), file=self.stream, flush=True)
+
     def json(self, obj: Mapping[str, Any] | message.Message) -> None:
         print(fmt.json_line(obj), file=self.stream, flush=True)
 

@@ -74,14 +74,14 @@ def _poll_or_note(poller: JobPoller, lost: list[str]) -> tuple[list[job_pb2.Job]
 def _watch_lines(poller: JobPoller, out: Output, interval: float) -> int:
     lost: list[str] = []
     if not out.json_mode:
-        out.line("\t".join(jobs_command.LIST_HEADERS))
+        out.row(jobs_command.LIST_HEADERS)
     while True:
         polled = _poll_or_note(poller, lost)
         for job in polled[1] if polled else ():
             if out.json_mode:
                 out.json(job)
             else:
-                out.line("\t".join(fmt.printable(cell) for cell in jobs_command.list_row(job, tty=False)))
+                out.row(jobs_command.list_row(job, tty=False))
         time.sleep(interval)
     return EXIT_OK  # pragma: no cover - the loop ends by Ctrl-C
 

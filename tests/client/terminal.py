@@ -55,7 +55,7 @@ class Tmux:
         self.env = {**env, "COLUMNS": str(width), "LINES": str(height)}
         self.env.pop("TMUX", None)
         script = f'{shlex.join(command)}; echo "[exit $?]"; sleep 600'
-        self._tmux("-f", "/dev/null", "new-session", "-d", "-x", str(width), "-y", str(height), "sh", "-c", script)
+        self._tmux("-f", "/dev/null", "new-session", "-d", "-x", str(width), "-y", str(height), "bash", "-c", script)
         self._tmux("set-option", "-g", "history-limit", "5000")
 
     def _tmux(self, *args: str) -> str:
