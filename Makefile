@@ -10,7 +10,7 @@ LISTEN ?= 127.0.0.1:50051
 DB ?= ./var/reelscan.db
 PYTEST_ARGS ?=
 
-.PHONY: install proto proto-check lint typecheck test soak run cluster bench demo clean
+.PHONY: install proto proto-check sync-check lint typecheck test soak run cluster bench demo clean
 
 install: $(STAMP)
 
@@ -40,7 +40,11 @@ typecheck: $(STAMP)
 	ln -s ../../../protos/reelscan/v1 build/typecheck/reelscan/v1
 	cd build/typecheck && MYPYPATH=. ../../$(BIN)/mypy --config-file ../../pyproject.toml -p reelscan.service -p reelscan.client
 
-lint: $(STAMP) typecheck
+# client/sync_client.py is generated from client/async_client.py (one copy of each retry/paging/watch loop).
+sync-check: $(STAMP)
+	$(BIN)/python -m reelscan.client.gen_sync --check
+
+lint: $(STAMP) typecheck sync-check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/buf lint

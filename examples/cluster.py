@@ -60,7 +60,10 @@ def main() -> int:
             for root in args.allow_root:
                 command += ["--allow-root", root]
             replicas.append(subprocess.Popen(command))
-            print(f"replica {i + 1}: {listen} (pid {replicas[-1].pid})", flush=True)
+        for i, proc in enumerate(replicas):
+            listen = f"127.0.0.1:{args.base_port + i}"
+            _wait_serving(listen, proc)
+            print(f"replica {i + 1}: {listen} (pid {proc.pid})", flush=True)
         print(f"database: {cluster.url(DATABASE, password=None)} (password in tests/helpers/postgres.py)")
         print("Ctrl-C stops everything.", flush=True)
         while all(p.poll() is None for p in replicas):
@@ -78,6 +81,27 @@ def main() -> int:
                 proc.wait(20)
         cluster.stop()
         print("stopped (the database stays in var/pg; delete it to start afresh)")
+
+
+def _wait_serving(address: str, proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
+    """Returns once the replica's health service says SERVING, so what is printed can be used at once."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.monotonic() + timeout_s
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise SystemExit(f"replica {address} exited with {proc.returncode}")
+            with contextlib.suppress(grpc.RpcError):
+                if (
+                    stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                    == health_pb2.HealthCheckResponse.SERVING
+                ):
+                    return
+            time.sleep(0.1)
+    raise SystemExit(f"replica {address} did not become SERVING within {timeout_s:g}s")
 
 
 def _interrupt(signum: int, frame: object) -> None:
