@@ -330,8 +330,12 @@ class PgJobStore:
             return []
         now = time.time()
         rows = await self._fetch(
+            # An owner whose lease has expired claims nothing: a claim sent before its lease ran out can reach the
+            # database long after (it waited for a connection through an outage), and what it took would sit
+            # RUNNING under a dead owner until recovered again, as a crash that never happened.
             f"""WITH c AS MATERIALIZED (
                     SELECT ord FROM jobs WHERE state = {_PENDING} AND kind = ANY(%(kinds)s)
+                    AND NOT EXISTS (SELECT 1 FROM owners o WHERE o.id = %(owner)s AND o.lease_expires <= {_NOW})
                     ORDER BY ord LIMIT %(limit)s FOR UPDATE SKIP LOCKED),
                 u AS (
                     UPDATE jobs SET state = {_RUNNING}, owner = %(owner)s, epoch = jobs.epoch + 1, seq = jobs.seq + 1,
