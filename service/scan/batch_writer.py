@@ -9,9 +9,16 @@ probed is kept.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from reelscan.service.scan.library_model import ProbedFile, ScanErrorRecord
 from reelscan.service.scan.library_store import LibraryStore
+
+log = logging.getLogger(__name__)
+# A batch is one transaction and every write in it is an upsert, so trying it again is safe: a dropped database
+# connection (a PostgreSQL restart, a failover, a killed backend) or a lock held too long costs a few seconds of
+# retries, not the scan. Past these, the failure is the scan's.
+WRITE_RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0)
 
 
 class BatchWriter:
@@ -62,11 +69,22 @@ class BatchWriter:
         while self._pending and self._failure is None:
             probed, errors, unmissing = self._probed, self._errors, self._unmissing
             self._probed, self._errors, self._unmissing = [], [], []
-            try:
-                await self._library.write_batch(probed, errors, unmissing)
-            except Exception as error:
-                self._failure = error
-                return
+            for attempt, delay in enumerate((*WRITE_RETRY_DELAYS_S, None), start=1):
+                try:
+                    await self._library.write_batch(probed, errors, unmissing)
+                    break
+                except Exception as error:
+                    if delay is None:
+                        self._failure = error
+                        return
+                    log.warning(
+                        "library write of %d rows failed (attempt %d: %s); retrying in %gs",
+                        len(probed) + len(errors) + len(unmissing),
+                        attempt,
+                        error,
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
 
     async def close(self) -> None:
         """Writes whatever is pending and waits for it; raises the first write failure, if any."""

@@ -679,3 +679,27 @@ async def test_frozen_owner_resumes_without_writing_to_the_job_it_lost(
     result = final.result
     assert result.discovered == files and result.new + result.unchanged == files and result.failed == 0, result
     assert (on_x.state, on_x.seq, on_x.replica_id) == (SUCCEEDED, final.seq, final.job.replica_id)
+
+
+# ---- 9. a blip: every connection of the database killed once -------------------------------------------------
+
+
+async def test_a_dropped_database_connection_costs_a_retry_not_the_scan(
+    make_replicas: MakeReplicas, media: Path, clip: Path, pg_cluster: PostgresCluster
+) -> None:
+    files = 30
+    replicas = make_replicas(count=1, probe_delay_s=0.05, lease_ttl_s=10.0)
+    root = make_tree(media / "blip", clip, files)
+    dbname = replicas.url.rsplit("/", 1)[1].split("?", 1)[0]
+    async with connect(replicas) as apis:
+        job = await apis[0].scan(root)
+        watch = Watch(apis[0], job.id)
+        await watch.until(lambda u: u.state == RUNNING and u.result.probed >= 5)
+        killed = pg_cluster.terminate_connections(dbname)  # pool, listener and heartbeat connections alike
+        final = (await watch.done())[-1]
+        videos = await apis[0].videos(root)
+    assert killed >= 2, f"only {killed} backends were killed"
+    assert final.state == SUCCEEDED, f"{state_name(final.state)}: {final.error.message}"
+    assert final.seq < RECOVERY_SEQ_GAP, "the job was recovered as crashed instead of riding out the blip"
+    assert final.result.new == files and final.result.failed == 0, final.result
+    assert len(videos) == files
