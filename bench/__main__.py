@@ -1,7 +1,9 @@
 """Runs the reelscan benchmarks and prints one table; results go to bench/results/latest.json.
 
 Usage: python -m bench [--quick] [--only NAME[,NAME...]] [--set SIZE=N ...] [--profile DIR] [--json PATH]
-Names: cold_scan, rescan, watch_fanout, unary_qps, latency, cancel, memory (see bench/README.md).
+Names: cold_scan, rescan, watch_fanout, unary_qps, latency, cancel, memory, and on PostgreSQL (several replicas;
+skipped, saying why, where the server binaries are absent) replica_watch, replica_cancel, replica_scaling,
+replica_qps (see bench/README.md).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import os
 import sys
 import time
 import traceback
@@ -17,7 +20,19 @@ from pathlib import Path
 from bench import harness
 from bench.harness import RESULTS, Context, Row, Sizes, log
 
-BENCHMARKS = ("cold_scan", "rescan", "watch_fanout", "unary_qps", "latency", "cancel", "memory")
+BENCHMARKS = (
+    "cold_scan",
+    "rescan",
+    "watch_fanout",
+    "unary_qps",
+    "latency",
+    "cancel",
+    "memory",
+    "replica_watch",
+    "replica_cancel",
+    "replica_scaling",
+    "replica_qps",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(Row(f"{name}: FAILED", "", None, note=failures[name][:300]))
         log(f"  ({time.perf_counter() - t0:.0f} s)")
     meta.update(ctx.meta, seconds=time.perf_counter() - started, failures=failures)
+    meta["load_avg_end"] = os.getloadavg()  # the start's is in environment: a busy neighbour shows here
     if args.json is not None:
         out = args.json
     elif args.quick or args.only or args.profile or args.set:

@@ -49,6 +49,12 @@ class Sizes:
     ffprobe_sample: int  # the sequential ffprobe loop is slow: time a sample, report files/s
     scan_repeats: int  # best-of for the cold scan and rescan pairs (each run is a few seconds)
     repeats: int  # best-of for the fan-out pairs (each run is longer)
+    # Several replicas on PostgreSQL (benchmarks 8-11)
+    replica_watch_files: int  # the slow scan watched on two replicas (one file per update)
+    replica_probe_delay: float  # seconds each of its probes sleeps (--probe-delay), so it makes ~10 updates/s
+    scaling_roots: int  # scans submitted at once
+    scaling_root_files: int  # files per root (hard links to real clips)
+    backend_scan_files: int  # SQLite vs PostgreSQL single-replica cold scan
 
     @staticmethod
     def full() -> Sizes:
@@ -67,6 +73,11 @@ class Sizes:
             ffprobe_sample=100,
             scan_repeats=3,
             repeats=2,
+            replica_watch_files=300,
+            replica_probe_delay=0.1,
+            scaling_roots=20,
+            scaling_root_files=150,
+            backend_scan_files=3000,
         )
 
     @staticmethod
@@ -86,6 +97,11 @@ class Sizes:
             ffprobe_sample=40,
             scan_repeats=1,
             repeats=1,
+            replica_watch_files=100,
+            replica_probe_delay=0.05,
+            scaling_roots=8,
+            scaling_root_files=60,
+            backend_scan_files=1000,
         )
 
 
@@ -243,15 +259,20 @@ _profile_count = 0
 
 @contextlib.contextmanager
 def reelscan_server(
-    db: Path, roots: Sequence[Path], extra_args: Sequence[str] = (), fresh: bool = True
+    db: Path | str, roots: Sequence[Path], extra_args: Sequence[str] = (), fresh: bool = True
 ) -> Iterator[ServerProcess]:
-    """A real `python -m reelscan.service` on a free port. `fresh` deletes the database first."""
-    if fresh:
-        remove_db(db)
-    db.parent.mkdir(parents=True, exist_ok=True)
+    """A real `python -m reelscan.service` on a free port. `db` is a SQLite file (`fresh` deletes it first) or a
+    postgresql:// URL (a replica; the caller makes the database fresh, see bench/replicas.py)."""
+    if isinstance(db, str):
+        name = "pg-" + db.rsplit("/", 1)[-1]
+    else:
+        name = db.stem
+        if fresh:
+            remove_db(db)
+        db.parent.mkdir(parents=True, exist_ok=True)
     server = ServerProcess(db, allow_roots=roots, extra_args=list(extra_args))
     server.start(timeout=60)
-    profiler = _start_profiler(server, db.stem) if PROFILE_DIR is not None else None
+    profiler = _start_profiler(server, name) if PROFILE_DIR is not None else None
     try:
         yield server
     finally:
