@@ -368,12 +368,18 @@ class AsyncReelscanClient:
         min_height: int | None = None,
         query: str | None = None,
         include_missing: bool = False,
+        statuses: Iterable[library_pb2.VideoStatus] = (),
         page_size: int = 0,
         limit: int | None = None,
         rpc_timeout: float | None = None,
     ) -> AsyncIterator[library_pb2.Video]:
-        """Yields videos ordered by path, matching every filter given, fetching pages as needed.
-        Durations are seconds (or timedeltas); `query` is a word-prefix search on the file name."""
+        """Yields library entries ordered by path, matching every filter given, fetching pages as needed.
+        Durations are seconds (or timedeltas); `query` is a word-prefix search on the file name.
+
+        `statuses` picks entries by VideoStatus: empty (the default) lists the videos that probed fine and are on
+        disk (plus missing ones with `include_missing`); `[library_pb2.VIDEO_STATUS_FAILED]` lists the broken
+        files, each with its `failure_reason`, `failure_kind` and `probe_time` (when it was last tried);
+        `include_missing` then adds VIDEO_STATUS_MISSING. The media filters never match a FAILED entry."""
         request = list_videos_request(
             path_prefix=path_prefix,
             video_codec=video_codec,
@@ -383,6 +389,7 @@ class AsyncReelscanClient:
             query=query,
             include_missing=include_missing,
             page_size=page_size_for(page_size, limit),
+            statuses=statuses,
         )
         return self._paged(LIST_VIDEOS, request, lambda r: (r.videos, r.next_page_token), limit, rpc_timeout)
 

@@ -74,6 +74,46 @@ def error_kind_label(kind: int) -> str:
     return enum_label(library_pb2.ScanErrorKind, kind, "SCAN_ERROR_KIND_")
 
 
+def video_status_label(status: int) -> str:
+    """VIDEO_STATUS_FAILED -> "failed"."""
+    return enum_label(library_pb2.VideoStatus, status, "VIDEO_STATUS_")
+
+
+VIDEO_STATUS_CHOICES = tuple(
+    video_status_label(v) for v in library_pb2.VideoStatus.values() if v != library_pb2.VIDEO_STATUS_UNSPECIFIED
+)
+
+
+def parse_video_status(text: str) -> library_pb2.VideoStatus:
+    """ "failed", "FAILED" or "VIDEO_STATUS_FAILED" -> the enum value (ValueError for anything else)."""
+    name = text.strip().upper()
+    if not name.startswith("VIDEO_STATUS_"):
+        name = "VIDEO_STATUS_" + name
+    value = library_pb2.VideoStatus.Value(name)  # ValueError for an unknown name
+    if value == library_pb2.VIDEO_STATUS_UNSPECIFIED:
+        raise ValueError(text)
+    return cast(library_pb2.VideoStatus, value)
+
+
+def is_broken(video: library_pb2.Video) -> bool:
+    """Whether the entry's last probe failed: a FAILED entry, or a MISSING one that was broken when last seen."""
+    return video.status == library_pb2.VIDEO_STATUS_FAILED or bool(video.failure_reason) or bool(video.failure_kind)
+
+
+def failure_kind_label(video: library_pb2.Video) -> str:
+    """The kind of the entry's last probe failure ("probe failed"); "-" when the server did not record one."""
+    return error_kind_label(video.failure_kind) if video.failure_kind else "-"
+
+
+def path_with_status(video: library_pb2.Video) -> str:
+    """The entry's path, marked when it is not an OK video: `(failed)`, `(missing)`, `(missing, failed)`."""
+    if video.missing or video.status == library_pb2.VIDEO_STATUS_MISSING:
+        return video.path + (" (missing, failed)" if is_broken(video) else " (missing)")
+    if is_broken(video):
+        return video.path + " (failed)"
+    return video.path
+
+
 def parse_state(text: str) -> job_pb2.JobState:
     """ "running", "timed-out", "TIMED_OUT" or "JOB_STATE_TIMED_OUT" -> the enum value."""
     name = text.strip().upper().replace("-", "_").replace(" ", "_")
@@ -171,7 +211,21 @@ RESULT_FIELDS = ("discovered", "probed", "new", "updated", "unchanged", "missing
 
 
 def result_summary(result: scan_pb2.ScanResult) -> str:
-    return ", ".join(f"{name} {getattr(result, name)}" for name in RESULT_FIELDS)
+    """`discovered 12, probed 2, new 2, updated 0, unchanged 10 (3 known-broken), missing 0, failed 0`: the
+    known-broken files a rescan skipped (unchanged_failed) are a part of `unchanged`, named only when there are
+    some."""
+    parts = []
+    for name in RESULT_FIELDS:
+        part = f"{name} {getattr(result, name)}"
+        if name == "unchanged" and result.unchanged_failed:
+            part += f" ({result.unchanged_failed} known-broken)"
+        parts.append(part)
+    return ", ".join(parts)
+
+
+def plural(count: int, singular: str, plural_form: str | None = None) -> str:
+    """`1 file`, `3 files`."""
+    return f"{count} {singular if count == 1 else plural_form or singular + 's'}"
 
 
 def progress_text(update: job_pb2.JobUpdate) -> str:

@@ -208,7 +208,9 @@ def list_videos_request(
     query: str | None,
     include_missing: bool,
     page_size: int,
+    statuses: Iterable[library_pb2.VideoStatus] = (),
 ) -> library_pb2.ListVideosRequest:
+    """`statuses` empty: OK entries only (plus missing ones with `include_missing`), as the server does then."""
     request = library_pb2.ListVideosRequest(
         path_prefix=os.fspath(path_prefix) if path_prefix is not None else "",
         video_codec=video_codec or "",
@@ -216,6 +218,7 @@ def list_videos_request(
         query=query or "",
         include_missing=include_missing,
         page_size=page_size,
+        statuses=list(statuses),
     )
     if min_duration is not None:
         request.min_duration.CopyFrom(seconds_to_duration(min_duration))

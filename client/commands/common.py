@@ -250,10 +250,11 @@ class Output:
         self.tty = self.stream.isatty()
         self.console = make_console(self.stream) if self.tty else None
 
-    def line(self, text: str = "") -> None:
+    def line(self, text: str = "", *, style: str = "") -> None:
+        """One line of text, made printable; `style` (rich's, e.g. "bold") applies on a terminal only."""
         safe = fmt.printable(text)
         if self.console is not None:
-            self.console.print(Text(safe))
+            self.console.print(Text(safe, style=style))
         else:
             print(safe, file=self.stream, flush=True)
 
@@ -271,12 +272,14 @@ class Output:
         *,
         fold: Collection[str] = (),
         optional: Sequence[str] = (),
+        empty: str | None = None,
     ) -> int:
         """Prints rows under headers; returns how many rows there were.
 
         On a terminal, columns are never cut: those named in `fold` (paths, reasons) wrap when space is short,
         every other column (ids, states, times) is shown whole; when even that does not fit, the `optional`
-        columns are left out, the first named first. Elsewhere: tab-separated, every column.
+        columns are left out, the first named first; with no rows, `empty` (when given) is printed instead of a
+        bare header. Elsewhere: tab-separated, every column (and just the header when there are no rows).
         """
         count = 0
         rows = iter(rows)
@@ -292,6 +295,9 @@ class Output:
             self.stream.flush()
             return count
         cells = [[fmt.printable(cell) for cell in row] for row in rows]
+        if not cells and empty is not None:
+            self.line(empty)
+            return 0
         table, needed = render_table(headers, cells, self.console.width, fold=fold, optional=optional)
         # Wider than the terminal only when even the whole columns alone do not fit: the terminal then wraps the
         # lines, but no id is ever cut.

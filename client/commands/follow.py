@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shlex
 import signal
 from types import TracebackType
 
@@ -144,8 +145,22 @@ def job_title(job: job_pb2.Job) -> str:
     return f"Job {job.id}"
 
 
+def failed_list_command(job: job_pb2.Job) -> str:
+    """The command that lists the broken files under the job's root."""
+    prefix = f" --prefix {shlex.quote(job.scan.path)}" if job.HasField("scan") and job.scan.path else ""
+    return f"reelscan videos list --failed{prefix}"
+
+
+def known_broken_line(job: job_pb2.Job) -> str:
+    """What a rescan that skipped known-broken files says about them (they are inside `unchanged`)."""
+    count = job.result.unchanged_failed
+    files = fmt.plural(count, "known-broken file")
+    return f"{files} skipped (not probed again; --force retries them): {failed_list_command(job)}"
+
+
 async def report_outcome(client: AsyncReelscanClient, job: job_pb2.Job, out: Output) -> None:
-    """The result summary and the scan's per-file errors."""
+    """The result summary, the known-broken files a rescan skipped, and the scan's per-file errors. Broken files
+    do not make a scan fail: one that succeeded exits 0 whatever they are (exit_code_for the job's state)."""
     errors: list[library_pb2.ScanError] = []
     if job.result.failed:
         limit = None if out.json_mode else MAX_ERRORS_SHOWN
@@ -166,8 +181,10 @@ async def report_outcome(client: AsyncReelscanClient, job: job_pb2.Job, out: Out
         out.line(f"  error: {job.error.message}")
     if job.state == job_pb2.JOB_STATE_CANCELLED:
         out.line("  what was probed before the cancel is kept in the library")
+    if job.result.unchanged_failed:
+        out.line(f"  {known_broken_line(job)}", style="bold yellow")
     if errors:
-        out.line(f"Scan errors ({job.result.failed}):")
+        out.line(f"Scan errors ({job.result.failed}):", style="bold")
         for e in errors:
             out.line(f"  {e.path}: {fmt.error_kind_label(e.kind)}: {e.reason}")
         if job.result.failed > len(errors):

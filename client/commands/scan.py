@@ -36,7 +36,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "Start a scan of PATH (a directory on the server's machine; a relative path is made absolute here) and "
             "follow it with a live progress bar, then print the result and the scan errors. Ctrl-C cancels the "
             "job on the server and waits for it to end CANCELLED (a second Ctrl-C stops waiting). Exit codes: 0 "
-            "succeeded, 1 failed (or the server refused), 2 usage error, 3 cancelled, 4 timed out, 130 "
+            "succeeded (also when some files could not be probed: the summary counts them), 1 failed (or the "
+            "server refused), 2 usage error, 3 cancelled, 4 timed out, 130 "
             "interrupted (Ctrl-C while the job goes on)."
         ),
     )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
+from collections.abc import Iterator
 
 from reelscan.client import format as fmt
 from reelscan.client.commands.common import (
@@ -17,6 +19,7 @@ from reelscan.client.commands.common import (
     resolve_job_id,
     sync_client,
 )
+from reelscan.client.rpc import page_size_for
 from reelscan.v1 import library_pb2
 
 
@@ -56,15 +59,54 @@ def _filters(parser: argparse.ArgumentParser) -> None:
     f.add_argument("--min-duration", metavar="S", type=positive_float, help="only videos at least S seconds long")
     f.add_argument("--max-duration", metavar="S", type=positive_float, help="only videos at most S seconds long")
     f.add_argument("--min-height", metavar="PX", type=positive_int, help="only videos at least PX pixels high")
-    f.add_argument("--include-missing", action="store_true", help="include files no longer on disk")
+    f.add_argument(
+        "--failed",
+        action="store_true",
+        help="only broken files (their last probe failed), with the kind and reason of the failure and when it was "
+        "last tried; the same as --status failed",
+    )
+    f.add_argument(
+        "--status",
+        metavar="STATUS",
+        action="append",
+        choices=fmt.VIDEO_STATUS_CHOICES,
+        help="only entries of this status: ok (probed fine), failed (broken: the last probe failed) or missing "
+        "(gone from disk); repeat for several [default: ok]",
+    )
+    f.add_argument(
+        "--include-missing",
+        action="store_true",
+        help="include files no longer on disk (with --failed: those that were broken)",
+    )
     parser.add_argument("--limit", type=positive_int, default=50, help="show at most N videos, 0 for all [default 50]")
+
+
+MEDIA_FILTERS = (
+    ("codec", "--codec"),
+    ("min_duration", "--min-duration"),
+    ("max_duration", "--max-duration"),
+    ("min_height", "--min-height"),
+)
+
+
+def requested_statuses(ns: argparse.Namespace) -> list[library_pb2.VideoStatus]:
+    """The statuses to ask for, in the order given (empty: the server's default, OK entries)."""
+    names = list(ns.status or ())
+    if ns.failed:
+        names.append("failed")
+    statuses: list[library_pb2.VideoStatus] = []
+    for name in names:
+        status = fmt.parse_video_status(name)
+        if status not in statuses:
+            statuses.append(status)
+    return statuses
 
 
 def _row(video: library_pb2.Video) -> list[str]:
     stream = video.video
     return [
         video.id,
-        video.path + (" (missing)" if video.missing else ""),
+        fmt.path_with_status(video),
         fmt.video_duration(video),
         fmt.video_resolution(video),
         stream.codec if video.HasField("video") else "-",
@@ -99,14 +141,36 @@ VIDEO_FOLD = ("PATH", "AUDIO")
 VIDEO_OPTIONAL = ("AUDIO", "FPS", "CODEC", "SIZE", "ID")
 
 
+FAILED_HEADERS = ("PATH", "KIND", "REASON", "LAST TRIED")
+FAILED_FOLD = ("PATH", "REASON")
+
+
+def _failed_row(video: library_pb2.Video, *, tty: bool) -> list[str]:
+    last_tried = fmt.local_time_short(video.probe_time, tty=tty) if video.HasField("probe_time") else "-"
+    path = video.path + (" (missing)" if video.missing else "")
+    return [path, fmt.failure_kind_label(video), video.failure_reason or "-", last_tried]
+
+
 def run_list(ns: argparse.Namespace) -> int:
     out = Output(json_mode=ns.json)
     prefix = local_path(ns.prefix, "--prefix") if ns.prefix is not None else None
     query = " ".join(ns.query) if getattr(ns, "query", None) else None
     if query is not None and not query.strip():
         raise UsageError("WORD is empty: give words of the file name")
+    statuses = requested_statuses(ns)
+    # Only broken files (--failed, or --status failed alone): their own table, and with --include-missing only the
+    # missing entries that were broken too (the server's MISSING status holds every file gone from disk).
+    broken_only = statuses == [library_pb2.VIDEO_STATUS_FAILED]
+    if broken_only:
+        media = [flag for dest, flag in MEDIA_FILTERS if getattr(ns, dest) is not None]
+        if media:
+            verb = "matches" if len(media) == 1 else "match"
+            raise UsageError(
+                f"{' and '.join(media)} never {verb} a broken file: it has no media metadata (its probe failed)"
+            )
+    limit = ns.limit or None
     with sync_client(ns) as client:
-        videos = client.list_videos(
+        videos: Iterator[library_pb2.Video] = client.list_videos(
             path_prefix=prefix,
             video_codec=ns.codec,
             min_duration=ns.min_duration,
@@ -114,17 +178,52 @@ def run_list(ns: argparse.Namespace) -> int:
             min_height=ns.min_height,
             query=query,
             include_missing=ns.include_missing,
-            limit=ns.limit or None,
+            statuses=statuses,
+            page_size=page_size_for(0, limit),
+            limit=None if broken_only else limit,
         )
+        if broken_only:
+            videos = itertools.islice((v for v in videos if fmt.is_broken(v)), limit)
         if ns.json:
             for video in videos:
                 out.json(video)
+        elif broken_only:
+            rows = (_failed_row(v, tty=out.tty) for v in videos)
+            out.table(FAILED_HEADERS, rows, fold=FAILED_FOLD, empty=no_broken_files(prefix, query))
         else:
             out.table(VIDEO_HEADERS, (_row(v) for v in videos), fold=VIDEO_FOLD, optional=VIDEO_OPTIONAL)
     return EXIT_OK
 
 
+def no_broken_files(prefix: str | None, query: str | None) -> str:
+    where = f" under {prefix}" if prefix is not None else ""
+    matching = f" matching {query!r}" if query is not None else ""
+    return f"no broken files{where}{matching}"
+
+
+def describe_broken(video: library_pb2.Video, *, tty: bool = True) -> list[tuple[str, str]]:
+    """A library entry whose last probe failed: why and when, instead of media rows it does not have."""
+    if video.missing or video.status == library_pb2.VIDEO_STATUS_MISSING:
+        status = "missing (not found by the latest scan; its last probe had failed)"
+    else:
+        status = "failed (not probed again until the file changes, or a scan with --force)"
+    pairs = [
+        ("id", video.id),
+        ("path", video.path + (" (missing)" if video.missing else "")),
+        ("status", status),
+        ("kind", fmt.failure_kind_label(video)),
+        ("reason", video.failure_reason or "-"),
+        ("last tried", fmt.local_time(video.probe_time, tty=tty) if video.HasField("probe_time") else "-"),
+        ("size", fmt.size(video.size_bytes)),
+    ]
+    if video.HasField("mtime"):
+        pairs.append(("modified", fmt.local_time(video.mtime, tty=tty)))
+    return pairs
+
+
 def describe(video: library_pb2.Video, *, tty: bool = True) -> list[tuple[str, str]]:
+    if fmt.is_broken(video):
+        return describe_broken(video, tty=tty)
     pairs = [
         ("id", video.id),
         ("path", video.path + (" (missing)" if video.missing else "")),
@@ -175,6 +274,6 @@ def run_errors(ns: argparse.Namespace) -> int:
                 out.json(error)
         else:
             rows = ([e.path, fmt.error_kind_label(e.kind), e.reason] for e in errors)
-            if out.table(("PATH", "KIND", "REASON"), rows, fold=("PATH", "REASON")) == 0 and out.tty:
-                out.line(f"job {job_id} has no scan errors")
+            empty = f"job {job_id} has no scan errors"
+            out.table(("PATH", "KIND", "REASON"), rows, fold=("PATH", "REASON"), empty=empty)
     return EXIT_OK

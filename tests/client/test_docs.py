@@ -81,6 +81,7 @@ def doc_env(tmp_path_factory: pytest.TempPathFactory, templates: Templates) -> I
     media = tmp_path_factory.mktemp("srv-media")
     # Enough files that a forced scan runs for a couple of seconds, so the cancel commands catch it running.
     make_library(media, templates, 400, broken=1, hd=["holiday-2023.mp4"])
+    shutil.copyfile(templates.broken, media / "truncated.mp4")  # the broken file the page shows with `videos get`
     workdir = tmp_path_factory.mktemp("doc-cwd")
     line = SERVER_BLOCK.code.strip().removesuffix("&").strip()
     line = line.replace(DOC_ADDRESS, "127.0.0.1:0").replace(DOC_MEDIA, str(media))
