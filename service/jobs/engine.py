@@ -41,6 +41,7 @@ __all__ = ["MAX_CRASH_RECOVERIES", "EngineClosed", "JobEngine"]
 
 log = logging.getLogger(__name__)
 FINISHED_CACHE_SIZE = 1024
+REMOTE_CACHE_SIZE = 1024
 
 
 class EngineClosed(Unavailable):
@@ -112,6 +113,10 @@ class JobEngine:
         self._poll_interval_s = poll_interval_s
         # Recently read terminal jobs: GetJob/WaitJob on a finished job skip the store (a thread hop per call).
         self._finished: OrderedDict[str, Job] = OrderedDict()
+        # Active jobs running elsewhere, as last read: served until a change signal arrives for them, for at most a
+        # poll interval (the floor under lost signals), so polling GetJob on any replica costs no database read.
+        self._remote: OrderedDict[str, tuple[float, Job]] = OrderedDict()
+        self._signals = 0  # change signals received; a read that overlapped one is not cached
         self._refreshing: set[str] = set()
         self._refresh_again: set[str] = set()
         self._loops: list[asyncio.Task[None]] = []
@@ -201,11 +206,16 @@ class JobEngine:
         if job is not None:
             self._finished.move_to_end(job_id)
             return job
+        now = asyncio.get_running_loop().time()
+        cached = self._remote.get(job_id)
+        if cached is not None and now - cached[0] < self._poll_interval_s:
+            return cached[1]
+        signals = self._signals
         job = await self._store.get(job_id)
         if job is None:
             raise NotFound(f"job {job_id!r} not found", field="job_id")
-        if job.terminal:
-            self._remember_finished(job)
+        if signals == self._signals:
+            self._remember(job, now)
         return job
 
     def watcher_count(self, job_id: str) -> int:
@@ -311,6 +321,8 @@ class JobEngine:
     # ---- change feed (store.ChangeListener) ------------------------------------------------------------------
 
     def job_changed(self, event: ChangeEvent) -> None:
+        self._signals += 1
+        self._remote.pop(event.job_id, None)
         if event.deleted:
             self._forget(event.job_id)
             return
@@ -326,6 +338,8 @@ class JobEngine:
             self._refresh_soon(event.job_id)
 
     def resync(self) -> None:
+        self._signals += 1
+        self._remote.clear()
         self._runner.wake()
         for job_id in self._hub.followed():
             if job_id not in self._runner.live:
@@ -355,10 +369,11 @@ class JobEngine:
         try:
             while not self._closed:
                 self._refresh_again.discard(job_id)
+                signals = self._signals
                 job = await self._store.get(job_id)
                 if job is not None and job_id not in self._runner.live:
-                    if job.terminal:
-                        self._remember_finished(job)
+                    if signals == self._signals:
+                        self._remember(job, asyncio.get_running_loop().time())
                     self._hub.publish(job)
                 if job_id not in self._refresh_again:
                     return
@@ -376,6 +391,15 @@ class JobEngine:
     def _lease_lost(self) -> None:
         self._runner.lose_all()
 
+    def _remember(self, job: Job, now: float) -> None:
+        if job.terminal:
+            self._remember_finished(job)
+        else:
+            self._remote[job.id] = (now, job)
+            self._remote.move_to_end(job.id)
+            if len(self._remote) > REMOTE_CACHE_SIZE:
+                self._remote.popitem(last=False)
+
     def _remember_finished(self, job: Job) -> None:
         self._finished[job.id] = job  # final: safe to serve from memory until deleted or pruned
         self._finished.move_to_end(job.id)
@@ -384,6 +408,7 @@ class JobEngine:
 
     def _forget(self, job_id: str) -> None:
         self._finished.pop(job_id, None)
+        self._remote.pop(job_id, None)
 
     def _check_open(self) -> None:
         if self._closed:

@@ -65,7 +65,8 @@ class BatchWriter:
             self._task = asyncio.get_running_loop().create_task(self._drain(), name="reelscan-library-writer")
 
     async def _drain(self) -> None:
-        # Rows added while a batch is being written go into the next batch of the same drain.
+        # Rows added while a batch is being written wait for the next one: at once if a full batch has gathered,
+        # else when max_delay_s has passed.
         while self._pending and self._failure is None:
             probed, errors, unmissing = self._probed, self._errors, self._unmissing
             self._probed, self._errors, self._unmissing = [], [], []
@@ -85,6 +86,10 @@ class BatchWriter:
                         delay,
                     )
                     await asyncio.sleep(delay)
+            if self._pending < self._max_rows:
+                break  # let the next rows gather for max_delay_s: batches written back to back shrink to a few rows
+        if self._pending and self._failure is None and self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._max_delay_s, self._start_flush)
 
     async def close(self) -> None:
         """Writes whatever is pending and waits for it; raises the first write failure, if any."""

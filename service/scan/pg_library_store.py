@@ -167,7 +167,12 @@ _PROBE_COLUMNS = (
 _ROW_COLUMNS = ", ".join(("path", "path_hash", "dir", "file_name", "name_words", "create_time", *_PROBE_COLUMNS))
 # A batch's probed rows go by COPY into a table of the transaction's own (dropped at its end, so a pooler in
 # transaction mode is fine), then into videos in one statement, in path order.
-_CREATE_STAGE = f"CREATE TEMP TABLE library_batch ON COMMIT DROP AS SELECT {_ROW_COLUMNS} FROM videos WITH NO DATA"
+# The staging table is made once per connection and emptied by every commit: creating it per batch cost ~9 ms of
+# database time a batch (most of a scan's database time, measured with pg_stat_statements).
+_CREATE_STAGE = (
+    f"CREATE TEMP TABLE IF NOT EXISTS library_batch ON COMMIT DELETE ROWS AS SELECT {_ROW_COLUMNS} FROM videos "
+    "WITH NO DATA"
+)
 _COPY_STAGE = f"COPY library_batch ({_ROW_COLUMNS}) FROM STDIN"
 _UPSERT = (
     f"INSERT INTO videos ({_ROW_COLUMNS}, missing) SELECT {_ROW_COLUMNS}, false FROM library_batch "
