@@ -117,8 +117,8 @@ def run(ctx: Context) -> list[Row]:
             best["pg live, owner"].qps,
             "the replica running it",
             note=(
-                f"the other replica reads the row from PostgreSQL per call: server CPU per call "
-                f"{cpu('pg live, other replica')} (plus the database's)"
+                f"the other replica serves the row it last read until a change signal: server CPU per call "
+                f"{cpu('pg live, other replica')}"
             ),
         ),
     ]
