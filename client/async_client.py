@@ -35,6 +35,7 @@ from reelscan.client.rpc import (
     DEFAULT_RETRY,
     DELETE_JOB,
     GET_JOB,
+    GET_SERVER_INFO,
     GET_VIDEO,
     LIST_JOBS,
     LIST_SCAN_ERRORS,
@@ -60,7 +61,7 @@ from reelscan.client.rpc import (
     start_scan_request,
     wait_request,
 )
-from reelscan.v1 import job_pb2, job_service_pb2, library_pb2, scan_service_pb2
+from reelscan.v1 import job_pb2, job_service_pb2, library_pb2, scan_service_pb2, server_service_pb2
 
 T = TypeVar("T")
 UpdateCallback = Callable[[job_pb2.JobUpdate], object]
@@ -406,3 +407,11 @@ class AsyncReelscanClient:
         """Yields the per-file failures of a scan job in the order they happened."""
         request = library_pb2.ListScanErrorsRequest(job_id=job_id, page_size=page_size_for(page_size, limit))
         return self._paged(LIST_SCAN_ERRORS, request, lambda r: (r.errors, r.next_page_token), limit, rpc_timeout)
+
+    # ServerService
+
+    async def server_info(self, *, rpc_timeout: float | None = None) -> server_service_pb2.ServerInfo:
+        """What the server is and how it is configured: version, build revision, prober and FFmpeg versions,
+        allowed roots, limits, database (never its password), replica id and address, start time and uptime."""
+        response = await self._call(GET_SERVER_INFO, server_service_pb2.GetServerInfoRequest(), rpc_timeout)
+        return response.info

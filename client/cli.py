@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from importlib import metadata
 
-from reelscan.client.commands import jobs, scan, videos
+from reelscan.client.commands import jobs, scan, server, videos
 from reelscan.client.commands.common import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
@@ -17,6 +16,7 @@ from reelscan.client.commands.common import (
     resolve_settings,
 )
 from reelscan.client.errors import ReelscanError
+from reelscan.service.version import VersionAction
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,21 +26,15 @@ def build_parser() -> argparse.ArgumentParser:
         "the server; every other command talks to one (--server HOST:PORT or REELSCAN_SERVER, default "
         "127.0.0.1:50051).",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action=VersionAction)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # Only listed here for --help: main() hands `serve` to the server's own parser before this one runs.
     commands.add_parser("serve", help="run the server (see `reelscan serve --help`)", add_help=False)
     scan.add_parser(commands)
     jobs.add_parser(commands)
     videos.add_parser(commands)
+    server.add_parser(commands)
     return parser
-
-
-def _version() -> str:
-    try:
-        return metadata.version("reelscan")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _command_words(ns: argparse.Namespace) -> str:
     words = [ns.command]
-    for attr in ("jobs_command", "videos_command"):
+    for attr in ("jobs_command", "videos_command", "server_command"):
         if getattr(ns, attr, None):
             words.append(getattr(ns, attr))
     return " ".join(words)

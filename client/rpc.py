@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar
 
 from google.protobuf import duration_pb2, message
 
-from reelscan.v1 import job_pb2, job_service_pb2, library_pb2, scan_service_pb2
+from reelscan.v1 import job_pb2, job_service_pb2, library_pb2, scan_service_pb2, server_service_pb2
 
 Req = TypeVar("Req", bound=message.Message)
 Resp = TypeVar("Resp", bound=message.Message)
@@ -50,6 +50,7 @@ class Method(Generic[Req, Resp]):
 _SCAN = scan_service_pb2.DESCRIPTOR.services_by_name["ScanService"].full_name
 _JOBS = job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
 _LIBRARY = library_pb2.DESCRIPTOR.services_by_name["LibraryService"].full_name
+_SERVER = server_service_pb2.DESCRIPTOR.services_by_name["ServerService"].full_name
 
 # StartScan is retryable because the server de-duplicates scans of the same root while one is pending or running,
 # so a repeat after a lost response returns the same job. DeleteJob is not: a repeat of a delete that did happen
@@ -66,6 +67,9 @@ GET_VIDEO = Method(_LIBRARY, "GetVideo", library_pb2.GetVideoRequest, library_pb
 LIST_SCAN_ERRORS = Method(
     _LIBRARY, "ListScanErrors", library_pb2.ListScanErrorsRequest, library_pb2.ListScanErrorsResponse, True
 )
+GET_SERVER_INFO = Method(
+    _SERVER, "GetServerInfo", server_service_pb2.GetServerInfoRequest, server_service_pb2.GetServerInfoResponse, True
+)
 UNARY_METHODS: tuple[Method[Any, Any], ...] = (
     START_SCAN,
     GET_JOB,
@@ -76,6 +80,7 @@ UNARY_METHODS: tuple[Method[Any, Any], ...] = (
     LIST_VIDEOS,
     GET_VIDEO,
     LIST_SCAN_ERRORS,
+    GET_SERVER_INFO,
 )
 
 # The server caps one WaitJob at an hour; asking for less keeps each call well inside ordinary proxy idle limits.

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from reelscan.service.config import ConfigError, Settings, add_serve_arguments, settings_from_args
+from reelscan.service.version import VersionAction
 
 log = logging.getLogger("reelscan.service")
 
@@ -23,6 +24,7 @@ def build_parser(prog: str = "reelscan serve") -> argparse.ArgumentParser:
         prog=prog,
         description="Run the reelscan gRPC server. Every flag can also be set with a REELSCAN_* environment variable.",
     )
+    parser.add_argument("--version", action=VersionAction)
     add_serve_arguments(parser)
     return parser
 

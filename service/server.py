@@ -18,6 +18,7 @@ from reelscan.service.api.auth import BearerTokenInterceptor, load_token
 from reelscan.service.api.job_servicer import JobServicer
 from reelscan.service.api.library_servicer import LibraryServicer
 from reelscan.service.api.scan_servicer import ScanServicer
+from reelscan.service.api.server_servicer import ServerServicer
 from reelscan.service.api.status import add_servicer
 from reelscan.service.config import Settings
 from reelscan.service.jobs.engine import JobEngine
@@ -33,6 +34,8 @@ from reelscan.v1 import (
     library_pb2_grpc,
     scan_service_pb2,
     scan_service_pb2_grpc,
+    server_service_pb2,
+    server_service_pb2_grpc,
 )
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,7 @@ SERVICE_NAMES = (
     scan_service_pb2.DESCRIPTOR.services_by_name["ScanService"].full_name,
     job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
     library_pb2.DESCRIPTOR.services_by_name["LibraryService"].full_name,
+    server_service_pb2.DESCRIPTOR.services_by_name["ServerService"].full_name,
 )
 
 
@@ -136,6 +140,8 @@ class ReelscanServer:
         library_servicer = LibraryServicer(stores.library, engine, max_message_bytes=limit)
         add_servicer(job_service_pb2_grpc.add_JobServiceServicer_to_server, job_servicer, server)
         add_servicer(library_pb2_grpc.add_LibraryServiceServicer_to_server, library_servicer, server)
+        server_servicer = await ServerServicer.create(settings, engine)
+        add_servicer(server_service_pb2_grpc.add_ServerServiceServicer_to_server, server_servicer, server)
 
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

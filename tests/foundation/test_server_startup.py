@@ -17,7 +17,12 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 from reelscan.v1 import job_service_pb2, library_pb2, scan_service_pb2
 from tests.helpers.server import ServerProcess
 
-OUR_SERVICES = {"reelscan.v1.ScanService", "reelscan.v1.JobService", "reelscan.v1.LibraryService"}
+OUR_SERVICES = {
+    "reelscan.v1.ScanService",
+    "reelscan.v1.JobService",
+    "reelscan.v1.LibraryService",
+    "reelscan.v1.ServerService",
+}
 GRPCURL = Path(sys.executable).parent / "grpcurl"
 
 
