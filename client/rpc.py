@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeVar
 
 from google.protobuf import duration_pb2, message
 
+from reelscan.limits import MAX_PAGE_SIZE
 from reelscan.v1 import job_pb2, job_service_pb2, library_pb2, scan_service_pb2, server_service_pb2
 
 Req = TypeVar("Req", bound=message.Message)
@@ -253,7 +254,7 @@ def page_size_for(page_size: int, limit: int | None) -> int:
     """The page size to ask for: the caller's, or just enough for `limit` items so a short listing is one call."""
     if page_size or limit is None:
         return page_size
-    return max(1, min(limit, 1000))
+    return max(1, min(limit, MAX_PAGE_SIZE))
 
 
 def copy_message(request: Req) -> Req:

@@ -14,7 +14,8 @@ from typing import Any, Generic, TypeAlias, TypeVar
 
 import grpc
 
-from reelscan.service.api import paging
+from reelscan.limits import MAX_PAGE_SIZE
+from reelscan.service.api import fields, paging
 from reelscan.service.api.job_convert import job_to_proto, job_to_update, kinds_from_proto, states_from_proto
 from reelscan.service.errors import InvalidArgument
 from reelscan.service.jobs.engine import JobEngine
@@ -22,24 +23,14 @@ from reelscan.service.jobs.model import Job
 from reelscan.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 
 DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 1000
 DEFAULT_WAIT_S = 60.0
 MAX_WAIT_S = 3600.0
 # WaitJob answers this much before the caller's deadline, so its reply arrives before the client gives up.
 DEADLINE_MARGIN_S = 0.1
-MAX_JOB_ID_LENGTH = 128
 FINISHED_RESPONSE_CACHE_SIZE = 1024
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 M = TypeVar("M")
-
-
-def _job_id(value: str) -> str:
-    if not value:
-        raise InvalidArgument("job_id is required", field="job_id")
-    if len(value) > MAX_JOB_ID_LENGTH:
-        raise InvalidArgument(f"job_id is longer than {MAX_JOB_ID_LENGTH} characters", field="job_id")
-    return value
 
 
 class _SnapshotMessages(Generic[M]):
@@ -97,7 +88,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         return job_to_proto(job, self._engine.watcher_count(job.id))
 
     async def GetJob(self, request: job_service_pb2.GetJobRequest, context: Context) -> job_service_pb2.GetJobResponse:
-        job = await self._engine.get(_job_id(request.job_id))
+        job = await self._engine.get(fields.job_id(request.job_id))
         if not job.terminal:
             return job_service_pb2.GetJobResponse(job=self._proto(job))
         count = self._engine.watcher_count(job.id)
@@ -131,13 +122,13 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     async def CancelJob(
         self, request: job_service_pb2.CancelJobRequest, context: Context
     ) -> job_service_pb2.CancelJobResponse:
-        job = await self._engine.cancel(_job_id(request.job_id))
+        job = await self._engine.cancel(fields.job_id(request.job_id), peer=context.peer())
         return job_service_pb2.CancelJobResponse(job=self._proto(job))
 
     async def DeleteJob(
         self, request: job_service_pb2.DeleteJobRequest, context: Context
     ) -> job_service_pb2.DeleteJobResponse:
-        job_id = _job_id(request.job_id)
+        job_id = fields.job_id(request.job_id)
         await self._engine.delete(job_id)
         self._finished_responses.discard(job_id)
         return job_service_pb2.DeleteJobResponse()
@@ -145,7 +136,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     async def WaitJob(
         self, request: job_service_pb2.WaitJobRequest, context: Context
     ) -> job_service_pb2.WaitJobResponse:
-        job_id = _job_id(request.job_id)
+        job_id = fields.job_id(request.job_id)
         timeout_s = DEFAULT_WAIT_S
         if request.HasField("timeout"):
             timeout_s = request.timeout.ToNanoseconds() / 1e9
@@ -161,7 +152,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     async def WatchJob(
         self, request: job_service_pb2.WatchJobRequest, context: Context
     ) -> AsyncIterator[job_pb2.JobUpdate]:
-        job_id = _job_id(request.job_id)
+        job_id = fields.job_id(request.job_id)
         # aclosing: when the client goes away, gRPC cancels this generator; the watcher must be unregistered at
         # once, not whenever the engine's generator happens to be garbage-collected.
         try:

@@ -7,7 +7,8 @@ from typing import Any, TypeAlias
 import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from reelscan.service.api import paging
+from reelscan.limits import MAX_ID_CHARS, MAX_PATH_CHARS
+from reelscan.service.api import fields, paging
 from reelscan.service.errors import InvalidArgument
 from reelscan.service.jobs.engine import JobEngine
 from reelscan.service.scan.library_model import ScanErrorRecord, Video, VideoFilter, VideoStatus
@@ -17,8 +18,6 @@ from reelscan.v1 import library_pb2, library_pb2_grpc
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 MAX_QUERY_CHARS = 1024
-MAX_PATH_CHARS = 4096
-MAX_ID_CHARS = 128
 MAX_DURATION_SECONDS = 315_576_000_000
 
 
@@ -157,7 +156,7 @@ class LibraryServicer(library_pb2_grpc.LibraryServiceServicer):
         which = request.WhichOneof("video")
         if which == "id":
             if not request.id or len(request.id) > MAX_ID_CHARS:
-                raise InvalidArgument("id must be 1 to 128 characters", field="id")
+                raise InvalidArgument(f"id must be 1 to {MAX_ID_CHARS} characters", field="id")
             video = await self._library.get_video(video_id=request.id)
         elif which == "path":
             if not request.path or len(request.path) > MAX_PATH_CHARS:
@@ -170,14 +169,11 @@ class LibraryServicer(library_pb2_grpc.LibraryServiceServicer):
     async def ListScanErrors(
         self, request: library_pb2.ListScanErrorsRequest, context: Context
     ) -> library_pb2.ListScanErrorsResponse:
-        if not request.job_id:
-            raise InvalidArgument("job_id is required", field="job_id")
-        if len(request.job_id) > MAX_ID_CHARS:
-            raise InvalidArgument(f"job_id is longer than {MAX_ID_CHARS} characters", field="job_id")
-        await self._engine.get(request.job_id)  # NOT_FOUND for an unknown (or deleted) job
-        errors, next_token = await self._library.list_scan_errors(request.job_id, request.page_size, request.page_token)
+        job_id = fields.job_id(request.job_id)
+        await self._engine.get(job_id)  # NOT_FOUND for an unknown (or deleted) job
+        errors, next_token = await self._library.list_scan_errors(job_id, request.page_size, request.page_token)
         messages = [scan_error_to_proto(e) for e in errors]
         keep = paging.fit(messages, self._max_message_bytes)
         if keep < len(messages):
-            next_token = self._library.scan_errors_token_after(request.job_id, errors[keep - 1])
+            next_token = self._library.scan_errors_token_after(job_id, errors[keep - 1])
         return library_pb2.ListScanErrorsResponse(errors=messages[:keep], next_page_token=next_token)

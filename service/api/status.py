@@ -1,9 +1,9 @@
 """Maps domain errors to gRPC statuses with google.rpc.Status details, for every RPC, in one place.
 
 Servicers raise reelscan.service.errors.ReelscanError subclasses; `add_servicer` wraps every handler so that they
-become the matching status code with an ErrorInfo (and a BadRequest field violation when the error names a field).
-Anything else becomes INTERNAL with a generic message and a logged traceback, and a request that does not parse
-becomes INVALID_ARGUMENT, so no handler ever surfaces as UNKNOWN.
+become the status code their class names (service/errors.py) with an ErrorInfo (and a BadRequest field violation
+when the error names a field). Anything else becomes INTERNAL with a generic message and a logged traceback, and a
+request that does not parse becomes INVALID_ARGUMENT, so no handler ever surfaces as UNKNOWN.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from reelscan.service import errors
@@ -27,28 +27,14 @@ ERROR_DOMAIN = "reelscan.v1"
 # BadRequest description), and clients refuse trailers over 8-16 KiB by default, so a long one is cut here, by bytes.
 MAX_MESSAGE_BYTES = 600
 
-CODE_OF: dict[type[errors.ReelscanError], grpc.StatusCode] = {
-    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-    errors.NotFound: grpc.StatusCode.NOT_FOUND,
-    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
-    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
-    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
-}
+# The code of a domain error is the one its class names (service/errors.py, the one table from error to code, which
+# job outcomes use too); here it only becomes the grpc.StatusCode of the same number.
+_STATUS_CODES: dict[int, grpc.StatusCode] = {int(code.value[0]): code for code in grpc.StatusCode}
 
 
-def status_code_of(error: errors.ReelscanError) -> grpc.StatusCode:
-    for cls in type(error).__mro__:
-        if issubclass(cls, errors.ReelscanError) and cls in CODE_OF:
-            return CODE_OF[cls]
-    return grpc.StatusCode.INTERNAL
-
-
-def rpc_code_of(error: BaseException) -> int:
-    """The google.rpc.Code number for an error (used for Job.error)."""
-    if isinstance(error, errors.ReelscanError):
-        return int(status_code_of(error).value[0])
-    return int(code_pb2.INTERNAL)
+def status_code_of(error: BaseException) -> grpc.StatusCode:
+    """The status an RPC that raised `error` ends with: a domain error's code, INTERNAL for anything else."""
+    return _STATUS_CODES[errors.code_of(error)]
 
 
 def _clip(text: str, limit: int = MAX_MESSAGE_BYTES) -> str:

@@ -12,12 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from reelscan.service.errors import Code
+
 MAX_CRASH_RECOVERIES = 3
 # Progress published after the last checkpoint is not in the store, so after a crash the stored seq may be behind
 # what watchers saw. Jumping this far ahead keeps seq strictly increasing across the crash (checkpoints run every
 # second and publishes are at most ~10/s, so the real gap is tens).
 RECOVERY_SEQ_GAP = 1_000_000
-ABORTED = 10  # google.rpc.Code.ABORTED (outcome.RpcCode imports this module, so the number is spelled here)
+# What a job ends with when it crashed its server MAX_CRASH_RECOVERIES times (a google.rpc.Code number).
+ABORTED = int(Code.ABORTED)
 
 
 class JobState(enum.IntEnum):

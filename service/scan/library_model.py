@@ -9,12 +9,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from reelscan.limits import MAX_PAGE_SIZE
 from reelscan.service.errors import InvalidArgument
 from reelscan.service.jobs import page_token
 from reelscan.service.scan.media_info import AudioInfo, MediaInfo, ProbeErrorKind, VideoInfo
 
 DEFAULT_PAGE_SIZE = 100
-MAX_PAGE_SIZE = 1000
 
 
 def library_path(fs_path: str) -> str:

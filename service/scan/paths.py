@@ -17,9 +17,8 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
+from reelscan.limits import MAX_PATH_CHARS
 from reelscan.service.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-
-MAX_PATH_CHARS = 4096  # PATH_MAX on Linux
 
 
 def check_syntax(raw: str, field: str = "path") -> None:

@@ -37,6 +37,7 @@ from google.protobuf import duration_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reelscan.limits import MAX_ID_CHARS, MAX_PATH_CHARS
 from reelscan.service.api.library_servicer import video_filter
 from reelscan.service.errors import InvalidArgument
 from reelscan.service.jobs import page_token
@@ -291,7 +292,7 @@ def job_ids(t: Target) -> st.SearchStrategy[str]:
 
 
 def id_invalid(job_id: str) -> bool:
-    return not job_id or len(job_id) > 128
+    return not job_id or len(job_id) > MAX_ID_CHARS
 
 
 def fuzz_get_job(t: Target, profile: str) -> None:
@@ -404,7 +405,7 @@ def list_videos_requests(draw: st.DrawFn, t: Target) -> library_pb2.ListVideosRe
 def list_videos_invalid(request: library_pb2.ListVideosRequest) -> bool:
     if request.page_size < 0 or request.min_height < 0:
         return True
-    if len(request.query) > 1024 or len(request.path_prefix) > 4096:
+    if len(request.query) > 1024 or len(request.path_prefix) > MAX_PATH_CHARS:
         return True
     us = []
     for name in ("min_duration", "max_duration"):
@@ -440,7 +441,7 @@ def fuzz_get_video(t: Target, profile: str) -> None:
         code = outcome(t.client.library.GetVideo, request)
         which = request.WhichOneof("video")
         value = getattr(request, which) if which else ""
-        limit = 128 if which == "id" else 4096
+        limit = MAX_ID_CHARS if which == "id" else MAX_PATH_CHARS
         invalid = which is None or not value or len(value) > limit
         check(t, "GetVideo", request, code, {Code.OK, Code.NOT_FOUND, Code.INVALID_ARGUMENT}, invalid)
         if (which == "path" and value in t.video_paths) or (which == "id" and value in t.video_ids):
@@ -517,7 +518,7 @@ def fuzz_start_scan(t: Target, profile: str) -> None:
     def body(request: scan_service_pb2.StartScanRequest) -> None:
         code = outcome(t.client.scans.StartScan, request)
         path = request.path
-        invalid = not path or "\x00" in path or not os.path.isabs(path) or len(path) > 4096
+        invalid = not path or "\x00" in path or not os.path.isabs(path) or len(path) > MAX_PATH_CHARS
         check(t, "StartScan", request, code, allowed, invalid)
 
     run_property(profile, start_scan_requests(t), body)

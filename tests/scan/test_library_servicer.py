@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from google.protobuf import duration_pb2
 
+from reelscan.limits import MAX_PAGE_SIZE
 from reelscan.service.api.library_servicer import LibraryServicer, video_filter
 from reelscan.service.errors import InvalidArgument
 from reelscan.service.scan.library_model import ProbedFile, ScanErrorRecord, VideoStatus
@@ -132,3 +133,24 @@ async def test_failed_entries_as_messages(library_store: LibraryStore) -> None:
     assert got.video == broken
     default = await servicer.ListVideos(library_pb2.ListVideosRequest(), None)  # type: ignore[arg-type]
     assert [v.file_name for v in default.videos] == ["ok.mp4"]
+
+
+async def test_page_size_is_capped_at_the_one_limit(library_store: LibraryStore) -> None:
+    """ListVideos and ListScanErrors answer a page_size above reelscan.limits.MAX_PAGE_SIZE with a page of that many
+    (the store holds one more) and a token for the rest."""
+    count = MAX_PAGE_SIZE + 1
+    now = time.time()
+    await library_store.write_batch(
+        [
+            ProbedFile(f"/m/cap/{i:05}.mp4", 1000, 1, MediaInfo(1000, 1, "mp4", 1, 1, None, (), 0, ()))
+            for i in range(count)
+        ],
+        [ScanErrorRecord("job", f"/m/cap/{i:05}.mp4", ProbeErrorKind.PROBE_FAILED, "bad", now) for i in range(count)],
+    )
+    servicer = LibraryServicer(library_store, FakeEngine())  # type: ignore[arg-type]
+    for requested in (5000, MAX_PAGE_SIZE + 1):
+        videos = await servicer.ListVideos(library_pb2.ListVideosRequest(page_size=requested), None)  # type: ignore[arg-type]
+        assert len(videos.videos) == MAX_PAGE_SIZE and videos.next_page_token
+        request = library_pb2.ListScanErrorsRequest(job_id="job", page_size=requested)
+        errors = await servicer.ListScanErrors(request, None)  # type: ignore[arg-type]
+        assert len(errors.errors) == MAX_PAGE_SIZE and errors.next_page_token

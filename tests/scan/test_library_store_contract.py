@@ -11,11 +11,11 @@ import time
 
 import pytest
 
+from reelscan.limits import MAX_PAGE_SIZE
 from reelscan.service.errors import InvalidArgument, NotFound
 from reelscan.service.jobs import page_token
 from reelscan.service.scan.library_model import (
     DEFAULT_PAGE_SIZE,
-    MAX_PAGE_SIZE,
     ProbedFile,
     ScanErrorRecord,
     Video,

@@ -19,6 +19,7 @@ from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from reelscan.limits import MAX_ID_CHARS, MAX_PATH_CHARS
 from reelscan.v1 import (
     job_pb2,
     job_service_pb2,
@@ -300,6 +301,50 @@ async def test_list_scan_errors_unknown_job(api: Api) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await api.errors(job_id)
         assert info.value.code() == code
+
+
+def path_of_length(base: str, length: int) -> str:
+    """An absolute path below `base` of exactly `length` characters, in components short enough for the kernel."""
+    path = base
+    while len(path) < length:
+        room = length - len(path)
+        path += "x" if room == 1 else "/" + "x" * min(100, room - 1)
+    assert len(path) == length
+    return path
+
+
+async def test_request_limits_at_their_one_value(api: Api, allowed: Path) -> None:
+    """A path of MAX_PATH_CHARS is judged on its merits and one of MAX_PATH_CHARS + 1 is INVALID_ARGUMENT naming
+    its field, in every RPC that takes a path; likewise a job id of MAX_ID_CHARS and one more in ListScanErrors
+    (JobService's job ids: tests/jobs/test_job_limits.py)."""
+    base = f"{allowed}/too-long"
+    for length in (MAX_PATH_CHARS, MAX_PATH_CHARS + 1):
+        path = path_of_length(base, length)
+        calls = {
+            "path": api.scans.StartScan(scan_service_pb2.StartScanRequest(path=path), timeout=10),
+            "path_prefix": api.library.ListVideos(library_pb2.ListVideosRequest(path_prefix=path), timeout=10),
+            "GetVideo.path": api.library.GetVideo(library_pb2.GetVideoRequest(path=path), timeout=10),
+        }
+        for field, call in calls.items():
+            if length > MAX_PATH_CHARS:
+                with pytest.raises(grpc.aio.AioRpcError) as info:
+                    await call
+                assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field
+                assert status_field(info.value) == field.removeprefix("GetVideo."), field
+            elif field == "path_prefix":
+                assert not (await call).videos
+            else:
+                with pytest.raises(grpc.aio.AioRpcError) as info:
+                    await call
+                # Missing (or too long for the kernel to look up), but not refused for its length.
+                assert info.value.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION), field
+    for length, code in (
+        (MAX_ID_CHARS, grpc.StatusCode.NOT_FOUND),
+        (MAX_ID_CHARS + 1, grpc.StatusCode.INVALID_ARGUMENT),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await api.errors("a" * length)
+        assert info.value.code() == code, length
 
 
 async def test_library_holds_the_good_clips_with_metadata(
