@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reelscan.service.telemetry.logs import parse_log_levels
+
 DEFAULT_EXTENSIONS = ("mp4", "mkv", "mov", "avi", "webm", "m4v", "mpg", "mpeg", "ts", "m2ts", "wmv", "flv")
 ENV_PREFIX = "REELSCAN_"
 
@@ -43,7 +45,9 @@ class Settings:
     job_retention_s: float = 7 * 24 * 3600.0
     grace_period_s: float = 10.0
     max_message_bytes: int = 4 * 1024 * 1024
-    log_level: str = "INFO"
+    log_level: str = "INFO"  # LEVEL[,LOGGER=LEVEL...] (telemetry/logs.py)
+    log_format: str = "text"  # or "json"
+    metrics_listen: str = ""  # HOST:PORT serving Prometheus /metrics; off when empty
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
@@ -59,10 +63,16 @@ class Settings:
         if not self.db_url:
             return str(self.db_path)
         scheme, _, rest = self.db_url.partition("://")
+        rest, question, query = rest.partition("?")
         userinfo, at, hostpart = rest.rpartition("@")
         if at and ":" in userinfo:
             userinfo = userinfo.split(":", 1)[0] + ":***"
-        return f"{scheme}://{userinfo}{at}{hostpart}"
+        # libpq also takes the password as a query parameter (?password=...): mask it there too.
+        params = [
+            f"{key}=***" if key.strip().lower() == "password" else f"{key}{eq}{value}"
+            for key, eq, value in (item.partition("=") for item in query.split("&") if item)
+        ]
+        return f"{scheme}://{userinfo}{at}{hostpart}" + (question + "&".join(params) if params else "")
 
     @property
     def host(self) -> str:
@@ -197,7 +207,20 @@ def add_serve_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] 
     )
     add("--grace-period", "seconds to let RPCs finish on SIGTERM/SIGINT", d.grace_period_s, type=float, metavar="S")
     add("--max-message-bytes", "largest request or response message", d.max_message_bytes, type=int, metavar="N")
-    add("--log-level", "logging level", d.log_level, choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    add(
+        "--log-level",
+        "logging level, LEVEL[,LOGGER=LEVEL...]: LEVEL (DEBUG, INFO, WARNING, ERROR) is reelscan's; loggers outside "
+        "reelscan stay at INFO or above unless named, e.g. DEBUG,aiosqlite=DEBUG",
+        d.log_level,
+        metavar="SPEC",
+    )
+    add("--log-format", "log line format: text, or json (one object per line)", d.log_format, choices=("text", "json"))
+    add(
+        "--metrics-listen",
+        "serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks a free one); off when not given",
+        None,
+        metavar="HOST:PORT",
+    )
     add("--tls-cert", "PEM server certificate chain (enables TLS, with --tls-key)", None, metavar="PATH")
     add("--tls-key", "PEM server private key", None, metavar="PATH")
     add(
@@ -268,6 +291,14 @@ def settings_from_args(ns: argparse.Namespace) -> Settings:
         db_url = db
     elif not db:
         raise ConfigError(f"{named('--db')} must name a SQLite file or a postgresql:// URL")
+    try:
+        log_level = ",".join(part.strip() for part in str(ns.log_level).split(",") if part.strip())
+        parse_log_levels(log_level)
+    except ValueError as error:
+        raise ConfigError(f"{named('--log-level')}: {error}") from error
+    metrics_listen = str(ns.metrics_listen or "")
+    if metrics_listen and (":" not in metrics_listen or not metrics_listen.rsplit(":", 1)[1].isdigit()):
+        raise ConfigError(f"{named('--metrics-listen')} must be HOST:PORT, got {metrics_listen!r}")
     password_file = opt_path(ns.db_password_file)
     if password_file is not None and not db_url:
         raise ConfigError("--db-password-file is for a postgresql:// --db")
@@ -290,7 +321,9 @@ def settings_from_args(ns: argparse.Namespace) -> Settings:
         job_retention_s=float(ns.job_retention),
         grace_period_s=float(ns.grace_period),
         max_message_bytes=int(ns.max_message_bytes),
-        log_level=str(ns.log_level).upper(),
+        log_level=log_level or "INFO",
+        log_format=str(ns.log_format),
+        metrics_listen=metrics_listen,
         tls_cert=opt_path(ns.tls_cert),
         tls_key=opt_path(ns.tls_key),
         tls_client_ca=opt_path(ns.tls_client_ca),
