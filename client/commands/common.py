@@ -27,6 +27,7 @@ from reelscan.client.connection import (
 )
 from reelscan.client.errors import ReelscanError, UnavailableError
 from reelscan.client.sync_client import ReelscanClient
+from reelscan.limits import MAX_PAGE_SIZE
 from reelscan.v1 import job_pb2
 
 EXIT_OK = 0
@@ -230,7 +231,7 @@ def resolve_job_id(client: ReelscanClient, text: str) -> str:
         return text.lower()
     if len(text) < MIN_JOB_PREFIX:
         return match_job_prefix(text, ())
-    return match_job_prefix(text, client.list_jobs(page_size=1000))
+    return match_job_prefix(text, client.list_jobs(page_size=MAX_PAGE_SIZE))
 
 
 def make_console(stream: TextIO) -> Console:
