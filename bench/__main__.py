@@ -1,9 +1,9 @@
 """Runs the reelscan benchmarks and prints one table; results go to bench/results/latest.json.
 
 Usage: python -m bench [--quick] [--only NAME[,NAME...]] [--set SIZE=N ...] [--profile DIR] [--json PATH]
-Names: cold_scan, rescan, watch_fanout, unary_qps, latency, cancel, memory, and on PostgreSQL (several replicas;
-skipped, saying why, where the server binaries are absent) replica_watch, replica_cancel, replica_scaling,
-replica_qps (see bench/README.md).
+Names: cold_scan, rescan, watch_fanout, unary_qps, latency, cancel, memory, metrics_overhead, and on PostgreSQL
+(several replicas; skipped, saying why, where the server binaries are absent) replica_watch, replica_cancel,
+replica_scaling, replica_qps (see bench/README.md).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ BENCHMARKS = (
     "latency",
     "cancel",
     "memory",
+    "metrics_overhead",
     "replica_watch",
     "replica_cancel",
     "replica_scaling",

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from reelscan.service.config import ConfigError, Settings, add_serve_arguments, settings_from_args
+from reelscan.service.telemetry.logs import configure_logging
 from reelscan.service.version import VersionAction
 
 log = logging.getLogger("reelscan.service")
@@ -90,11 +91,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "reelscan serve") -> int
         settings = settings_from_args(ns)
     except ConfigError as error:
         parser.error(str(error))  # exits 2 with usage
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(settings.log_level, settings.log_format, sys.stderr)
     try:
         asyncio.run(serve(settings))
     except ConfigError as error:

@@ -17,12 +17,14 @@ from grpc_reflection.v1alpha import reflection
 from reelscan.service.api.auth import BearerTokenInterceptor, load_token
 from reelscan.service.api.job_servicer import JobServicer
 from reelscan.service.api.library_servicer import LibraryServicer
+from reelscan.service.api.observe import HealthServicer, add_observed
 from reelscan.service.api.scan_servicer import ScanServicer
 from reelscan.service.api.server_servicer import ServerServicer
 from reelscan.service.api.status import add_servicer
 from reelscan.service.config import Settings
 from reelscan.service.jobs.engine import JobEngine
 from reelscan.service.jobs.model import JobKind
+from reelscan.service.observability import Observability
 from reelscan.service.scan.handler import ScanJobHandler
 from reelscan.service.scan.library_store import LibraryStore
 from reelscan.service.scan.prober import Prober, make_prober
@@ -92,6 +94,7 @@ class ReelscanServer:
     stores: Stores
     prober: Prober
     health: health.aio.HealthServicer
+    observability: Observability | None = None
     health_watch: asyncio.Task[None] | None = None
 
     @property
@@ -112,7 +115,9 @@ class ReelscanServer:
 
     @classmethod
     async def _start(cls, settings: Settings, stores: Stores) -> ReelscanServer:
-        prober = make_prober(settings)
+        observability = Observability(settings, backend=stores.backend)
+        telemetry, rpc = observability.telemetry, observability.rpc
+        prober = make_prober(settings, telemetry)
         engine = JobEngine(
             stores.jobs,
             max_concurrent=settings.max_concurrent_jobs,
@@ -122,29 +127,32 @@ class ReelscanServer:
             max_watchers=settings.max_watchers,
             checkpoint_interval_s=stores.checkpoint_interval_s,
             lease_ttl_s=settings.lease_ttl_s,
+            telemetry=telemetry,
         )
-        engine.register(JobKind.SCAN, ScanJobHandler(stores.library, prober, settings))
+        engine.register(JobKind.SCAN, ScanJobHandler(stores.library, prober, settings, telemetry))
 
         interceptors: list[grpc.aio.ServerInterceptor] = []
         if settings.auth_token_file is not None:
             # Authentication runs first so unauthenticated calls never reach a handler.
-            interceptors.append(
-                BearerTokenInterceptor(await asyncio.to_thread(load_token, str(settings.auth_token_file)))
-            )
+            token = await asyncio.to_thread(load_token, str(settings.auth_token_file))
+            interceptors.append(BearerTokenInterceptor(token, on_denied=rpc.denied))
         server = grpc.aio.server(interceptors=interceptors, options=grpc_options(settings))
-        # Our services get error mapping wrapped around each handler at registration; health and reflection map
-        # their own errors.
-        add_servicer(scan_service_pb2_grpc.add_ScanServiceServicer_to_server, ScanServicer(engine, settings), server)
+        # Our services get error mapping wrapped around each handler at registration, then the RPC observation
+        # (metrics, refused-request log: api/observe.py); health is only observed, reflection left alone.
+        scan_servicer = ScanServicer(engine, settings)
+        add_servicer(scan_service_pb2_grpc.add_ScanServiceServicer_to_server, scan_servicer, server, rpc.instrument)
         limit = settings.max_message_bytes
         job_servicer = JobServicer(engine, max_message_bytes=limit)
         library_servicer = LibraryServicer(stores.library, engine, max_message_bytes=limit)
-        add_servicer(job_service_pb2_grpc.add_JobServiceServicer_to_server, job_servicer, server)
-        add_servicer(library_pb2_grpc.add_LibraryServiceServicer_to_server, library_servicer, server)
+        add_servicer(job_service_pb2_grpc.add_JobServiceServicer_to_server, job_servicer, server, rpc.instrument)
+        add_servicer(library_pb2_grpc.add_LibraryServiceServicer_to_server, library_servicer, server, rpc.instrument)
         server_servicer = await ServerServicer.create(settings, engine)
-        add_servicer(server_service_pb2_grpc.add_ServerServiceServicer_to_server, server_servicer, server)
+        add_servicer(
+            server_service_pb2_grpc.add_ServerServiceServicer_to_server, server_servicer, server, rpc.instrument
+        )
 
-        health_servicer = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        health_servicer = HealthServicer()
+        add_observed(health_pb2_grpc.add_HealthServicer_to_server, health_servicer, server, rpc)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             server,
@@ -160,16 +168,29 @@ class ReelscanServer:
         if stores.set_address is not None:
             await stores.set_address(f"{host}:{port}")  # so a refused second server can say where this one is
         engine.address = f"{host}:{port}"
-        await prober.start()
+        metrics = observability.serve_metrics()
         try:
-            await engine.start()
+            await prober.start()
+            try:
+                await engine.start()
+            except BaseException:
+                await prober.close()
+                raise
         except BaseException:
-            await prober.close()
+            await observability.close()
             raise
         await server.start()
-        self = cls(settings, server, port, engine, stores, prober, health_servicer)
+        self = cls(settings, server, port, engine, stores, prober, health_servicer, observability)
         await self._set_health(stores.connected())
         self.health_watch = asyncio.create_task(self._watch_database(), name="reelscan-health")
+        observability.start(engine)
+        observability.log_configuration(
+            listen=f"{host}:{port}",
+            database=stores.where,
+            backend=stores.backend,
+            tls=bool(credentials),
+            metrics=metrics,
+        )
         log.info(
             "reelscan listening on %s:%d (%s), database %s (%s), replica %s",
             host,
@@ -213,6 +234,8 @@ class ReelscanServer:
             await self.engine.close()
             await self.server.stop(grace)
             await self.prober.close()
+            if self.observability is not None:
+                await self.observability.close()
         finally:
             await self.stores.close()  # the SQLite lock last: another server may open the file from here on
 

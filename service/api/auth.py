@@ -13,22 +13,22 @@ from typing import Any
 import grpc
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
+# Told of each refused call (method, peer, reason), for the log and metrics (api/observe.py).
+OnDenied = Callable[[str, str, str], None]
 
 
-def _deny(message: str) -> grpc.RpcMethodHandler:
-    async def abort(request: Any, context: grpc.aio.ServicerContext) -> None:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
-
-    return abort
+def _no_one(method: str, peer: str, reason: str) -> None:
+    return None
 
 
 class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
     """Rejects calls whose `authorization` metadata is not `Bearer <token>` with UNAUTHENTICATED."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, on_denied: OnDenied = _no_one) -> None:
         if not token:
             raise ValueError("the auth token must not be empty")
         self._expected = f"Bearer {token}".encode()
+        self._on_denied = on_denied
 
     async def intercept_service(
         self,
@@ -49,14 +49,22 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        deny = _deny(reason)
+        on_denied = self._on_denied
+
+        async def refuse(context: grpc.aio.ServicerContext) -> None:
+            on_denied(method, str(context.peer()), reason)
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
+
+        async def deny(request: Any, context: grpc.aio.ServicerContext) -> None:
+            await refuse(context)
+
         # Keep the method's shape (unary or streaming) so the client sees a clean status, not a protocol error.
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(deny, handler.request_deserializer, handler.response_serializer)
         if handler.unary_stream is not None:
 
             async def deny_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
+                await refuse(context)
                 yield  # pragma: no cover - makes this an async generator
 
             return grpc.unary_stream_rpc_method_handler(
@@ -65,14 +73,14 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
         if handler.stream_unary is not None:
 
             async def deny_stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> None:
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
+                await refuse(context)
 
             return grpc.stream_unary_rpc_method_handler(
                 deny_stream_unary, handler.request_deserializer, handler.response_serializer
             )
 
         async def deny_stream_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
+            await refuse(context)
             yield  # pragma: no cover
 
         return grpc.stream_stream_rpc_method_handler(

@@ -54,7 +54,7 @@ class ScanServicer(scan_service_pb2_grpc.ScanServiceServicer):
         # One active scan per root: a second request for the same root gets the pending/running job back.
         # (During shutdown the engine raises EngineClosed, which the error mapping answers as UNAVAILABLE.)
         job, existing = await self._engine.submit(
-            JobKind.SCAN, spec.to_mapping(), timeout_s=timeout_s, dedup_key=str(root)
+            JobKind.SCAN, spec.to_mapping(), timeout_s=timeout_s, dedup_key=str(root), peer=context.peer()
         )
         return scan_service_pb2.StartScanResponse(
             job=job_to_proto(job, self._engine.watcher_count(job.id)), existing=existing

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Collection, Mapping
 from typing import Any
@@ -36,6 +37,7 @@ from reelscan.service.jobs.recovery import Recovery
 from reelscan.service.jobs.retention import Retention
 from reelscan.service.jobs.runner import JobRunner
 from reelscan.service.jobs.store import JobStore, Owner
+from reelscan.service.telemetry.events import NO_TELEMETRY, Telemetry
 
 __all__ = ["MAX_CRASH_RECOVERIES", "EngineClosed", "JobEngine"]
 
@@ -66,6 +68,7 @@ class JobEngine:
         recovery_interval_s: float | None = None,
         poll_interval_s: float = 1.0,
         address: str = "",
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         for name, value in (
             ("max_concurrent", max_concurrent),
@@ -79,8 +82,9 @@ class JobEngine:
             if not value > 0:
                 raise ValueError(f"{name} must be positive, got {value}")
         self._store = store
+        self._telemetry = telemetry
         self._handlers: dict[JobKind, JobHandler] = {}
-        self._hub = WatchHub(max_watchers)
+        self._hub = WatchHub(max_watchers, telemetry)
         self._background = BackgroundTasks()
         self.lease = LeaseKeeper(
             store,
@@ -98,6 +102,7 @@ class JobEngine:
             max_concurrent=max_concurrent,
             publish_interval_s=publish_interval_s,
             checkpoint_interval_s=checkpoint_interval_s,
+            telemetry=telemetry,
         )
         self._admission = Admission(
             store, self._handlers.keys(), default_timeout_s=default_timeout_s, max_queued=max_queued
@@ -106,9 +111,15 @@ class JobEngine:
             store,
             self._handlers,
             interval_s=recovery_interval_s if recovery_interval_s is not None else lease_ttl_s / 2,
+            telemetry=telemetry,
         )
         self._retention = Retention(
-            store, self._handlers, retention_s=retention_s, interval_s=prune_interval_s, on_deleted=self._forget
+            store,
+            self._handlers,
+            retention_s=retention_s,
+            interval_s=prune_interval_s,
+            on_deleted=self._forget,
+            telemetry=telemetry,
         )
         self._poll_interval_s = poll_interval_s
         # Recently read terminal jobs: GetJob/WaitJob on a finished job skip the store (a thread hop per call).
@@ -181,17 +192,27 @@ class JobEngine:
     # ---- API -------------------------------------------------------------------------------------------------
 
     async def submit(
-        self, kind: JobKind, spec: Mapping[str, Any], *, timeout_s: float | None, dedup_key: str = ""
+        self,
+        kind: JobKind,
+        spec: Mapping[str, Any],
+        *,
+        timeout_s: float | None,
+        dedup_key: str = "",
+        peer: str = "",
     ) -> tuple[Job, bool]:
         """Queues a job. Returns (job, existed): with a non-empty `dedup_key` matching an active job of the same
-        kind, that job is returned instead and `existed` is True. ResourceExhausted when the queue is full."""
+        kind, that job is returned instead and `existed` is True. ResourceExhausted when the queue is full.
+        `peer` says who asked (for the log)."""
         self._check_open()
         if not self._started:
             raise RuntimeError("submit() before start()")
+        started = time.perf_counter()
         # Shielded: a caller that goes away mid-insert must not leave the store half-way.
         job, existed = await asyncio.shield(
             self._admission.submit(kind, spec, timeout_s=timeout_s, dedup_key=dedup_key)
         )
+        self._telemetry.db_write("jobs", "submit", time.perf_counter() - started)
+        self._telemetry.job_accepted(job, existing=existed, peer=peer)
         if existed:
             live = self._runner.live.get(job.id)
             return (live.job if live is not None else job), True
@@ -238,22 +259,32 @@ class JobEngine:
                 jobs[i] = live.job
         return jobs, next_token
 
-    async def cancel(self, job_id: str) -> Job:
+    async def cancel(self, job_id: str, *, peer: str = "") -> Job:
         """Pending: CANCELLED at once. Running (here or elsewhere): the flag is stored, the server running it stops
         its handler at once, and the job is returned still RUNNING with cancel_requested; it ends CANCELLED as soon
-        as the handler has stopped. Cancelled: no-op. Other terminal states: FailedPrecondition."""
+        as the handler has stopped. Cancelled: no-op. Other terminal states: FailedPrecondition. `peer` says who
+        asked (for the log)."""
         self._check_open()
+        asked = time.time()
+        started = time.perf_counter()
         # Shielded like submit: the flag is either stored and acted on, or not stored at all.
         job = await asyncio.shield(self._store.request_cancel(job_id))
+        self._telemetry.db_write("jobs", "cancel", time.perf_counter() - started)
         if job is None:
             raise NotFound(f"job {job_id!r} not found", field="job_id")
         if job.state is JobState.CANCELLED:
+            self._telemetry.job_cancel_requested(job, peer=peer)
+            # The store ends a pending job CANCELLED in the call (finish time from this process's clock); a job
+            # that was cancelled before is a no-op.
+            if job.start_time is None and job.finish_time is not None and job.finish_time >= asked:
+                self._telemetry.job_finished(job, previous=JobState.PENDING)
             return job
         if job.terminal:
             raise FailedPrecondition(
                 f"job {job_id} already ended {job.state.name}; only pending or running jobs can be cancelled",
                 field="job_id",
             )
+        self._telemetry.job_cancel_requested(job, peer=peer)
         local = self._runner.cancel(job_id)  # usually done already, by the change feed during the store call
         return local if local is not None else job
 
@@ -303,6 +334,8 @@ class JobEngine:
         sub = self._hub.subscribe(job_id)  # before reading the snapshot, so no change can fall in between
         try:
             job = await self.get(job_id)
+            sent = self._telemetry.watch_message_sent
+            sent()
             yield job
             while not job.terminal:
                 newest = await self._next(sub, job)
@@ -310,9 +343,15 @@ class JobEngine:
                     raise EngineClosed("the server is shutting down; watch again after it restarts")
                 if newest is not job:
                     job = newest
+                    sent()
                     yield job
         finally:
             self._hub.unsubscribe(sub)
+
+    async def count_by_state(self) -> dict[JobState, int]:
+        """Jobs in the store by state, every server's (for metrics; states with no jobs are left out)."""
+        self._check_open()
+        return await self._store.count_by_state()
 
     async def prune_expired(self) -> int:
         """Deletes terminal jobs that finished more than the retention period ago; returns how many."""

@@ -12,6 +12,7 @@ import asyncio
 
 from reelscan.service.errors import ResourceExhausted
 from reelscan.service.jobs.model import Job
+from reelscan.service.telemetry.events import NO_TELEMETRY, Telemetry
 
 
 class Subscription:
@@ -40,8 +41,9 @@ class WatchHub:
     """Registry of watchers per job, with a bound on the total. Waiters (WaitJob) get the same slots but are not
     watchers: they are neither counted nor bounded here (WaitJob is a unary call with a deadline)."""
 
-    def __init__(self, max_watchers: int) -> None:
+    def __init__(self, max_watchers: int, telemetry: Telemetry = NO_TELEMETRY) -> None:
         self._max = max_watchers
+        self._telemetry = telemetry
         self._by_job: dict[str, set[Subscription]] = {}
         self._waiters: dict[str, set[Subscription]] = {}
         self._total = 0
@@ -82,6 +84,7 @@ class WatchHub:
             sub.closed = True
         self._by_job.setdefault(job_id, set()).add(sub)
         self._total += 1
+        self._telemetry.watchers_open(self._total)
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -90,6 +93,7 @@ class WatchHub:
             return
         subs.discard(sub)
         self._total -= 1
+        self._telemetry.watchers_open(self._total)
         if not subs:
             del self._by_job[sub.job_id]
 

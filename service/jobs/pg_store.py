@@ -474,6 +474,10 @@ class PgJobStore:
         )
         return [_job(row) for row in rows]
 
+    async def count_by_state(self) -> dict[JobState, int]:
+        rows = await self._fetch("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+        return {JobState(row["state"]): int(row["n"]) for row in rows}
+
     async def delete(self, job_id: str) -> bool:
         rows = await self._fetch(
             f"WITH u AS (DELETE FROM jobs WHERE id = %(id)s AND state IN ({_TERMINAL}) "

@@ -19,6 +19,7 @@ from reelscan.service.jobs.live import LiveJob
 from reelscan.service.jobs.model import JobState
 from reelscan.service.jobs.pacing import Throttle
 from reelscan.service.jobs.store import JobStore
+from reelscan.service.telemetry.events import NO_TELEMETRY, Telemetry
 
 log = logging.getLogger(__name__)
 # Each snapshot sent to a watcher costs ~50-80 us of event-loop time (gRPC send): a job's progress updates are spaced
@@ -36,8 +37,10 @@ class ProgressPublisher:
         publish_interval_s: float,
         checkpoint_interval_s: float,
         on_lost: Callable[[LiveJob], None],
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         self._store = store
+        self._telemetry = telemetry
         self._hub = hub
         self._background = background
         self._publish_interval_s = publish_interval_s
@@ -79,8 +82,10 @@ class ProgressPublisher:
             job = live.job
             if job.state is not JobState.RUNNING or live.stop_reason is not None:
                 return
+            started = time.perf_counter()
             try:
                 written = await self._store.checkpoint(job)
+                self._telemetry.db_write("jobs", "checkpoint", time.perf_counter() - started)
             except Exception:
                 log.warning("job %s: progress checkpoint failed", live.id, exc_info=True)
                 return

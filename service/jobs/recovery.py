@@ -11,20 +11,29 @@ from collections.abc import Mapping
 from reelscan.service.jobs.handler import JobHandler
 from reelscan.service.jobs.model import Job, JobKind
 from reelscan.service.jobs.store import JobStore
+from reelscan.service.telemetry.events import NO_TELEMETRY, Telemetry
 
 log = logging.getLogger(__name__)
 
 
 class Recovery:
-    def __init__(self, store: JobStore, handlers: Mapping[JobKind, JobHandler], *, interval_s: float) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        handlers: Mapping[JobKind, JobHandler],
+        *,
+        interval_s: float,
+        telemetry: Telemetry = NO_TELEMETRY,
+    ) -> None:
         self._store = store
+        self._telemetry = telemetry
         self._handlers = handlers
         self._interval_s = interval_s
 
     async def recover_once(self) -> list[Job]:
         recovered = await self._store.recover_expired()
         for job in recovered:
-            log.warning("job %s was interrupted by a crash of the server running it: now %s", job.id, job.state.name)
+            self._telemetry.job_recovered(job)  # logged (a WARNING) by the log telemetry
             handler = self._handlers.get(job.kind)
             if handler is None:
                 continue

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from reelscan.service.jobs.handler import JobHandler
 from reelscan.service.jobs.model import JobKind
 from reelscan.service.jobs.store import JobStore
+from reelscan.service.telemetry.events import NO_TELEMETRY, Telemetry
 
 log = logging.getLogger(__name__)
 PRUNE_BATCH = 500
@@ -25,8 +26,10 @@ class Retention:
         retention_s: float,
         interval_s: float | None,
         on_deleted: Callable[[str], None],
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         self._store = store
+        self._telemetry = telemetry
         self._handlers = handlers
         self.retention_s = retention_s
         # Pruning is not urgent: a tenth of the retention period, within [50 ms, 10 min].
@@ -48,6 +51,7 @@ class Retention:
                     if await self._store.delete(job.id):
                         deleted += 1
                         self._on_deleted(job.id)
+                        self._telemetry.job_pruned(job)
                 except Exception:
                     log.exception("could not prune job %s; will retry", job.id)
             pruned += deleted
@@ -58,8 +62,8 @@ class Retention:
         while True:
             try:
                 pruned = await self.prune_expired()
-                if pruned:
-                    log.info("pruned %d finished job(s) older than %gs", pruned, self.retention_s)
+                if pruned:  # each job is logged by the log telemetry (job_pruned)
+                    log.debug("pruned %d finished job(s) older than %gs", pruned, self.retention_s)
             except Exception:
                 log.exception("job pruning failed; will retry")
             await asyncio.sleep(self._interval_s)

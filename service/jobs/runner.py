@@ -34,6 +34,7 @@ from reelscan.service.jobs.model import Job, JobError, JobKind, JobState, requeu
 from reelscan.service.jobs.outcome import RpcCode, error_for_exception
 from reelscan.service.jobs.progress import ProgressPublisher
 from reelscan.service.jobs.store import JobStore
+from reelscan.service.telemetry.events import NO_TELEMETRY, Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,10 @@ class JobRunner:
         max_concurrent: int,
         publish_interval_s: float,
         checkpoint_interval_s: float,
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         self._store = store
+        self._telemetry = telemetry
         self._hub = hub
         self._handlers = handlers
         self._lease = lease
@@ -76,6 +79,7 @@ class JobRunner:
             publish_interval_s=publish_interval_s,
             checkpoint_interval_s=checkpoint_interval_s,
             on_lost=self.lose,
+            telemetry=telemetry,
         )
         self.live: dict[str, LiveJob] = {}  # the jobs running here
         self._recent_cancels: OrderedDict[str, float] = OrderedDict()
@@ -105,11 +109,13 @@ class JobRunner:
             if free <= 0:
                 return
             owner = self._lease.owner.id
+            started = time.perf_counter()
             try:
                 jobs = await self._store.claim(owner, list(self._handlers), free)
             except Exception as error:
                 log.warning("claiming pending jobs failed (%s); will retry", error)
                 return
+            self._telemetry.db_write("jobs", "claim", time.perf_counter() - started)
             for job in jobs:
                 if job.owner == self._lease.owner.id:
                     self._start(job)
@@ -120,6 +126,8 @@ class JobRunner:
     def _start(self, job: Job) -> None:
         live = LiveJob(job, self._handlers[job.kind])
         self.live[job.id] = live
+        self._telemetry.job_started(job)
+        self._telemetry.jobs_running(len(self.live))
         self._hub.publish(job)
         self._progress.begin(live)
         live.deadline = asyncio.get_running_loop().call_later(job.timeout_s, self.stop, live, StopReason.TIMEOUT)
@@ -163,6 +171,7 @@ class JobRunner:
             self._progress.quiet(live)
             if self.live.get(live.id) is live:
                 del self.live[live.id]
+            self._telemetry.jobs_running(len(self.live))
             self.wake()
 
     async def _conclude(self, live: LiveJob) -> None:
@@ -209,8 +218,10 @@ class JobRunner:
         """Writes a state change, then announces it. If the store fails outright, the change is announced anyway
         (watchers and waiters must not hang) and the stored row is recovered as crashed later."""
         live.busy = True
+        started = time.perf_counter()
         try:
             stored = await (self._save_with_retries(new) if retry else self._store.save(new))
+            self._telemetry.db_write("jobs", "save", time.perf_counter() - started)
         except Exception:
             log.exception("job %s: could not store its %s state", live.id, new.state.name)
             stored = True
@@ -219,7 +230,12 @@ class JobRunner:
         if not stored:
             await self._drop_lost(live)
             return
+        previous = live.job.state
         live.adopt(new)
+        if new.terminal:
+            self._telemetry.job_finished(new, previous=previous)
+        elif new.state is JobState.PENDING:
+            self._telemetry.job_requeued(new)
         if announce:
             self._hub.publish(new)
         if self.live.get(live.id) is live:

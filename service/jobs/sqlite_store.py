@@ -416,6 +416,10 @@ class SqliteJobStore:
         )
         return [_job(row) for row in await self._conn.execute_fetchall(sql, (cutoff, limit))]
 
+    async def count_by_state(self) -> dict[JobState, int]:
+        rows = await self._conn.execute_fetchall("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+        return {JobState(state): count for state, count in rows}
+
     async def delete(self, job_id: str) -> bool:
         async with self._lock:
             rows = await self._conn.execute_fetchall(

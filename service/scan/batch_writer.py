@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from reelscan.service.scan.library_model import ProbedFile, ScanErrorRecord
 from reelscan.service.scan.library_store import LibraryStore
+from reelscan.service.telemetry.events import NO_TELEMETRY, Telemetry
 
 log = logging.getLogger(__name__)
 # A batch is one transaction and every write in it is an upsert, so trying it again is safe: a dropped database
@@ -22,8 +24,16 @@ WRITE_RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0)
 
 
 class BatchWriter:
-    def __init__(self, library: LibraryStore, max_rows: int = 200, max_delay_s: float = 0.1) -> None:
+    def __init__(
+        self,
+        library: LibraryStore,
+        max_rows: int = 200,
+        max_delay_s: float = 0.1,
+        *,
+        telemetry: Telemetry = NO_TELEMETRY,
+    ) -> None:
         self._library = library
+        self._telemetry = telemetry
         self._max_rows = max_rows
         self._max_delay_s = max_delay_s
         self._probed: list[ProbedFile] = []
@@ -71,8 +81,10 @@ class BatchWriter:
             probed, errors, unmissing = self._probed, self._errors, self._unmissing
             self._probed, self._errors, self._unmissing = [], [], []
             for attempt, delay in enumerate((*WRITE_RETRY_DELAYS_S, None), start=1):
+                started = time.perf_counter()
                 try:
                     await self._library.write_batch(probed, errors, unmissing)
+                    self._telemetry.db_write("library", "write_batch", time.perf_counter() - started)
                     break
                 except Exception as error:
                     if delay is None:

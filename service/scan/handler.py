@@ -38,6 +38,7 @@ from reelscan.service.scan.media_info import MediaInfo, ProbeErrorKind, ProbeFai
 from reelscan.service.scan.prober import Prober, ProberUnavailable
 from reelscan.service.scan.spec import ScanSpec
 from reelscan.service.scan.walker import WalkBatch, extension_of, walk
+from reelscan.service.telemetry.events import NO_TELEMETRY, Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +55,18 @@ class _Todo:
 class ScanJobHandler:
     """JobHandler for JobKind.SCAN."""
 
-    def __init__(self, library: LibraryStore, prober: Prober, settings: Settings) -> None:
+    def __init__(
+        self, library: LibraryStore, prober: Prober, settings: Settings, telemetry: Telemetry = NO_TELEMETRY
+    ) -> None:
         self._library = library
         self._prober = prober
         self._settings = settings
+        self._telemetry = telemetry
 
     async def run(self, ctx: JobContext) -> None:
         spec = ScanSpec.from_mapping(ctx.spec)
         root = await paths.revalidate_scan_root(spec.path, self._settings.allow_roots)
-        await _ScanRun(ctx, spec, str(root), self._library, self._prober, self._settings).execute()
+        await _ScanRun(ctx, spec, str(root), self._library, self._prober, self._settings, self._telemetry).execute()
 
     async def on_recovered(self, job_id: str, spec: Mapping[str, Any]) -> None:
         # Nothing to undo: every batch is one transaction, and scans are idempotent (a re-run finds the files the
@@ -76,7 +80,14 @@ class ScanJobHandler:
 
 class _ScanRun:
     def __init__(
-        self, ctx: JobContext, spec: ScanSpec, root: str, library: LibraryStore, prober: Prober, settings: Settings
+        self,
+        ctx: JobContext,
+        spec: ScanSpec,
+        root: str,
+        library: LibraryStore,
+        prober: Prober,
+        settings: Settings,
+        telemetry: Telemetry,
     ) -> None:
         self.ctx = ctx
         self.spec = spec
@@ -84,7 +95,8 @@ class _ScanRun:
         self.library = library
         self.prober = prober
         self.settings = settings
-        self.writer = BatchWriter(library)
+        self.telemetry = telemetry
+        self.writer = BatchWriter(library, telemetry=telemetry)
         self.counts = dict.fromkeys(
             ("discovered", "probed", "new", "updated", "unchanged", "unchanged_failed", "missing", "failed"), 0
         )
@@ -161,6 +173,7 @@ class _ScanRun:
                 else:
                     todo.append(_Todo(fs_path, path, size, mtime_ns, old is not None))
             counts["discovered"] += len(batch.files)
+            self.telemetry.files_walked(len(batch.files))
             counts["unchanged"] += unchanged
             counts["unchanged_failed"] += unchanged_failed
             for error in batch.errors:
@@ -179,13 +192,15 @@ class _ScanRun:
         self.ctx.report(stage=Stage.PROBING, done=0, total=len(todo))
         items = iter(todo)
         done = 0
+        clock = time.perf_counter
 
         async def lane() -> None:
             nonlocal done
             for item in items:  # lanes share one iterator: each file is taken by exactly one lane
                 self.ctx.report(current_item=item.path)
+                started = clock()
                 outcome = await self.prober.probe(item.fs_path)
-                self._store(item, outcome)
+                self._store(item, outcome, clock() - started)
                 done += 1
                 self.ctx.report(done=done)
                 self._publish()
@@ -201,13 +216,15 @@ class _ScanRun:
                 raise FailedPrecondition(f"cannot probe files: {first}") from first
             raise first from group_error
 
-    def _store(self, item: _Todo, outcome: MediaInfo | ProbeFailure) -> None:
+    def _store(self, item: _Todo, outcome: MediaInfo | ProbeFailure, seconds: float) -> None:
         counts = self.counts
         counts["probed"] += 1
         if isinstance(outcome, MediaInfo):
+            self.telemetry.probe_done(seconds)
             self.writer.add_probed(ProbedFile(item.path, outcome.size, outcome.mtime_ns, outcome))
             counts["updated" if item.known else "new"] += 1
             return
+        self.telemetry.probe_failed(item.path, outcome.kind.name.lower(), outcome.reason, seconds)
         # A failed probe is stored too, so the unchanged file is not probed again by the next scan.
         self.writer.add_probed(ProbedFile(item.path, item.size, item.mtime_ns, None, outcome.reason, outcome.kind))
         self._error(item.path, outcome.kind, outcome.reason)
@@ -234,4 +251,6 @@ class _ScanRun:
             )
             return
         self.counts["missing"] = len(gone)
+        started = time.perf_counter()
         await self.library.mark_missing(entry[0] for entry in gone if not entry[3])
+        self.telemetry.db_write("library", "mark_missing", time.perf_counter() - started)

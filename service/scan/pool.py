@@ -33,6 +33,7 @@ from typing import Any
 from reelscan.service.scan.media_info import MediaInfo, ProbeErrorKind, ProbeFailure
 from reelscan.service.scan.probe_worker import FrameDecoder, ProtocolError, encode_frame
 from reelscan.service.scan.prober import ProberUnavailable
+from reelscan.service.telemetry.events import NO_TELEMETRY, Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +74,15 @@ class _Worker:
         self.process: asyncio.subprocess.Process | None = None
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._reader: asyncio.Task[None] | None = None
-        # Requests sent and not answered yet, in the order the worker handles them; the head is being probed.
-        self.inflight: deque[tuple[int, asyncio.Future[dict[str, Any]]]] = deque()
+        # Requests sent and not answered yet (id, path, reply), in the order the worker handles them; the head is
+        # being probed.
+        self.inflight: deque[tuple[int, str, asyncio.Future[dict[str, Any]]]] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self.dead = False
         self.death_reason = ""
+        # Why it died, for the log and metrics: cause (timeout, crash, malformed, cancel) and the file it was on.
+        self.death_cause = ""
+        self.death_file = ""
         self._reap_task: asyncio.Future[int | None] | None = None
 
     async def start(self) -> None:
@@ -115,7 +120,7 @@ class _Worker:
                 for message in decoder.feed(data):
                     self._dispatch(message)
         except ProtocolError as error:
-            self.kill(f"sent a malformed reply ({error})")
+            self.kill(f"sent a malformed reply ({error})", cause="malformed")
         except OSError as error:
             self._mark_dead(f"reply pipe failed: {error}")
 
@@ -126,9 +131,9 @@ class _Worker:
                 self._on_change(self, True)
             return
         if not self.inflight or message.get("id") != self.inflight[0][0]:
-            self.kill("answered a request it was not working on")
+            self.kill("answered a request it was not working on", cause="malformed")
             return
-        _, future = self.inflight.popleft()
+        _, _, future = self.inflight.popleft()
         if not future.done():
             future.set_result(message)
         self._arm_timer()
@@ -144,11 +149,13 @@ class _Worker:
 
     def _on_timeout(self) -> None:
         self._timer = None
+        file = ""
         if self.inflight:
-            _, future = self.inflight.popleft()
+            _, file, future = self.inflight.popleft()
             if not future.done():
                 future.set_exception(_ProbeTimedOut())
-        self.kill("probe timed out", blame_head=False)  # the timed-out file is already answered
+        # The timed-out file is already answered.
+        self.kill(f"probe timed out after {self._timeout_s:g}s", blame_head=False, cause="timeout", file=file)
 
     def request(self, request_id: int, path: str) -> asyncio.Future[dict[str, Any]]:
         """Queues one probe request on this worker; the future gets the reply or one of the exceptions above."""
@@ -158,36 +165,39 @@ class _Worker:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         # A non-blocking write into the transport's buffer; a few hundred bytes at most per request.
         self.process.stdin.write(encode_frame({"id": request_id, "path": path}))
-        self.inflight.append((request_id, future))
+        self.inflight.append((request_id, path, future))
         if len(self.inflight) == 1:
             self._arm_timer()
         return future
 
-    def _mark_dead(self, reason: str, blame_head: bool = True) -> None:
+    def _mark_dead(self, reason: str, blame_head: bool = True, cause: str = "crash", file: str | None = None) -> None:
         """Fails every request in flight: the head (the file being probed) with WorkerDied when `blame_head`,
         all others with _Requeue so that their callers send them to another worker."""
         if self.dead:
             return
         self.dead = True
         self.death_reason = reason
+        self.death_cause = cause
+        self.death_file = file if file is not None else self.inflight[0][1] if self.inflight else ""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if not self.ready.done():
             self.ready.set_exception(WorkerDied(reason))
             self.ready.exception()  # mark it retrieved: nobody may be awaiting it any more
-        for position, (_, future) in enumerate(self.inflight):
+        for position, (_, _, future) in enumerate(self.inflight):
             if not future.done():
                 future.set_exception(WorkerDied(reason) if position == 0 and blame_head else _Requeue())
         self.inflight.clear()
         self._on_change(self, True)
 
-    def kill(self, reason: str, blame_head: bool = True) -> None:
-        """SIGKILLs the worker at once (a plain syscall: safe on the event loop)."""
+    def kill(self, reason: str, blame_head: bool = True, cause: str = "crash", file: str | None = None) -> None:
+        """SIGKILLs the worker at once (a plain syscall: safe on the event loop). `cause` and `file` (default: the
+        head of its queue) say why, for the log."""
         if self.process is not None and self.process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.process.kill()
-        self._mark_dead(reason, blame_head)
+        self._mark_dead(reason, blame_head, cause, file)
 
     async def reap(self) -> int | None:
         """Waits for the dead process and closes its pipes; returns its exit status (negative: a signal).
@@ -224,10 +234,18 @@ def _describe_exit(code: int | None) -> str:
 class ProbePool:
     """Probes files in `size` long-lived worker processes."""
 
-    def __init__(self, size: int, timeout_s: float, probe_delay_s: float = 0.0, fault_injection: bool = False) -> None:
+    def __init__(
+        self,
+        size: int,
+        timeout_s: float,
+        probe_delay_s: float = 0.0,
+        fault_injection: bool = False,
+        telemetry: Telemetry = NO_TELEMETRY,
+    ) -> None:
         if size < 1:
             raise ValueError("pool size must be at least 1")
         self._size = size
+        self._telemetry = telemetry
         self._timeout_s = timeout_s
         self._probe_delay_s = probe_delay_s
         self._fault_injection = fault_injection
@@ -342,9 +360,17 @@ class ProbePool:
 
     async def _reap_quietly(self, worker: _Worker) -> None:
         try:
-            await worker.reap()
+            code = await worker.reap()
         except Exception:  # pragma: no cover - reaping is best effort
             log.exception("reaping probe worker %s failed", worker.pid)
+            code = None
+        self._telemetry.worker_replaced(
+            cause=worker.death_cause or "crash",
+            pid=worker.pid,
+            file=worker.death_file,
+            exit_status=code,
+            reason=worker.death_reason,
+        )
 
     async def _acquire(self) -> _Worker:
         """The least-loaded worker with a free slot, waiting for one if need be."""
@@ -399,18 +425,19 @@ class ProbePool:
                 if not (future.done() and not future.cancelled() and future.exception() is None):
                     # Stop the probe now rather than when it finishes; files queued behind it on that worker
                     # are re-sent elsewhere by their own callers.
-                    worker.kill("probe cancelled", blame_head=False)
+                    worker.kill("probe cancelled", blame_head=False, cause="cancel", file=path)
                 raise
-            return self._outcome(worker, reply)
+            return self._outcome(worker, reply, path)
 
-    def _outcome(self, worker: _Worker, reply: dict[str, Any]) -> MediaInfo | ProbeFailure:
+    def _outcome(self, worker: _Worker, reply: dict[str, Any], path: str) -> MediaInfo | ProbeFailure:
         try:
             if "error" in reply:
                 kind, reason = reply["error"]
                 return ProbeFailure(ProbeErrorKind(int(kind)), str(reason))
             return MediaInfo.from_json(reply["info"])
         except (KeyError, TypeError, ValueError) as error:
-            worker.kill(f"sent a malformed reply ({error})", blame_head=False)  # this reply was the head's
+            # This reply was the head's.
+            worker.kill(f"sent a malformed reply ({error})", blame_head=False, cause="malformed", file=path)
             return ProbeFailure(ProbeErrorKind.PROBE_CRASHED, "probe worker sent a malformed reply; worker killed")
 
     async def close(self) -> None:

@@ -6,6 +6,7 @@ from typing import Protocol
 
 from reelscan.service.config import Settings
 from reelscan.service.scan.media_info import MediaInfo, ProbeFailure
+from reelscan.service.telemetry.events import NO_TELEMETRY, Telemetry
 
 
 class ProberUnavailable(RuntimeError):
@@ -29,7 +30,7 @@ class Prober(Protocol):
     async def close(self) -> None: ...
 
 
-def make_prober(settings: Settings) -> Prober:
+def make_prober(settings: Settings, telemetry: Telemetry = NO_TELEMETRY) -> Prober:
     if settings.prober == "ffprobe":
         from reelscan.service.scan.probe_ffprobe import FfprobeProber
 
@@ -45,4 +46,5 @@ def make_prober(settings: Settings) -> Prober:
         timeout_s=settings.probe_timeout_s,
         probe_delay_s=settings.probe_delay_s,
         fault_injection=settings.fault_injection,
+        telemetry=telemetry,
     )

@@ -19,6 +19,7 @@ from pathlib import Path
 import grpc
 
 LISTENING = re.compile(r"reelscan listening on (\S+):(\d+)")
+METRICS = re.compile(r"metrics=(http://\S+?/metrics)|\"metrics\": \"(http://\S+?/metrics)\"")
 
 
 class ServerProcess:
@@ -102,6 +103,15 @@ class ServerProcess:
     @property
     def log(self) -> str:
         return "".join(self.log_lines)
+
+    @property
+    def metrics_url(self) -> str:
+        """http://HOST:PORT/metrics of a server started with --metrics-listen, from its start-up line."""
+        for line in self.log_lines:
+            match = METRICS.search(line)
+            if match:
+                return match.group(1) or match.group(2)
+        raise AssertionError(f"no metrics address in the log:\n{self.log}")
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None

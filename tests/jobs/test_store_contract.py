@@ -203,6 +203,16 @@ async def test_a_reopened_database_keeps_its_jobs(stores: StoreSet) -> None:
     assert await store.save(progressed(job, 0.5))  # the lease is in the database, not in the connection
 
 
+async def test_count_by_state_counts_every_stored_job_by_state(job_store: JobStore) -> None:
+    assert await job_store.count_by_state() == {}
+    await running(job_store, 4)
+    for n in (1, 2, 3):
+        await job_store.insert(new_job(n))
+    failed = dataclasses.replace(new_job(5), state=JobState.FAILED, finish_time=T0 + 1)
+    await job_store.insert(failed)
+    assert await job_store.count_by_state() == {JobState.PENDING: 3, JobState.RUNNING: 1, JobState.FAILED: 1}
+
+
 # ---- submit: dedup and the queue bound -------------------------------------------------------------------------
 
 
