@@ -24,6 +24,8 @@ import timeit
 import urllib.request
 from collections.abc import Callable, Iterator
 
+import psutil
+
 from bench import corpus, rpc, unary_qps
 from bench.cold_scan import warm_page_cache
 from bench.harness import CACHE, Context, Row, log, reelscan_server
@@ -33,7 +35,7 @@ METRICS_ARGS = ("--metrics-listen", "127.0.0.1:0")
 SCRAPE_INTERVAL_S = 1.0
 QPS_PAIRS = 12
 QPS_ROUND_S = 1.0
-SCAN_PAIRS = 4
+SCAN_PAIRS = 6
 PAUSE_S = 1.0  # before every round: each starts from the same idle machine
 TARGET = 0.97
 
@@ -163,13 +165,18 @@ def _cold_scan(ctx: Context) -> list[Row]:
     root, files = corpus.clips(ctx.sizes.clips)
     warm_page_cache(files)
     warmup_root, _ = corpus.clips(12)
+    cpu: dict[bool, list[float]] = {False: [], True: []}  # server CPU seconds per scan (its workers not included)
 
     def measure(metrics: bool) -> float:
         name = "metrics-cold-on" if metrics else "metrics-cold-off"
         with reelscan_server(ctx.db(name), [CACHE], METRICS_ARGS if metrics else ()) as server:
             asyncio.run(rpc.scan(server.address, str(warmup_root)))
+            assert server.proc is not None
+            process = psutil.Process(server.proc.pid)
+            before = sum(process.cpu_times()[:2])
             with scraping(server if metrics else None):
                 run = asyncio.run(rpc.scan(server.address, str(root)))
+            cpu[metrics].append(sum(process.cpu_times()[:2]) - before)
         result = run.last.job.result
         if result.new != len(files) or result.failed:
             raise RuntimeError(f"cold scan stored {result.new} new, {result.failed} failed of {len(files)}")
@@ -196,6 +203,12 @@ def _cold_scan(ctx: Context) -> list[Row]:
             max(rates[True]),
             max(rates[False]),
             "same scan, no --metrics-listen",
+            note=(
+                f"server CPU per scan (probe workers not included), least of each: on {min(cpu[True]):.3f} s, off "
+                f"{min(cpu[False]):.3f} s; median on {statistics.median(cpu[True]):.3f} s, off "
+                f"{statistics.median(cpu[False]):.3f} s"
+            ),
+            extra={"server_cpu_s": {"on": cpu[True], "off": cpu[False]}},
         ),
     ]
 
