@@ -20,8 +20,9 @@ from grpc_health.v1 import health
 
 from reelscan.service.telemetry.events import NO_TELEMETRY, Telemetry
 
-# Codes that mean "the client (or the moment) is the problem": the request is refused, logged at INFO. Not here:
-# CANCELLED and DEADLINE_EXCEEDED (the client gave up), INTERNAL (logged with its traceback where it happens).
+# Codes that mean "the client is the problem": the request is refused, logged at INFO. Not here: CANCELLED and
+# DEADLINE_EXCEEDED (the client gave up), INTERNAL (logged with its traceback where it happens), UNAVAILABLE (this
+# server is shutting down, and says so once: a line per open WatchJob stream would bury it). All are counted.
 REFUSED = frozenset(
     {
         grpc.StatusCode.INVALID_ARGUMENT,
@@ -33,7 +34,6 @@ REFUSED = frozenset(
         grpc.StatusCode.ABORTED,
         grpc.StatusCode.OUT_OF_RANGE,
         grpc.StatusCode.UNIMPLEMENTED,
-        grpc.StatusCode.UNAVAILABLE,
         grpc.StatusCode.UNAUTHENTICATED,
     }
 )

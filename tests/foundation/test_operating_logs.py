@@ -342,3 +342,42 @@ def test_the_database_password_never_reaches_the_log(pg_url: str, media: Path) -
         assert config["backend"] == "postgresql" and pg_url.rsplit("/", 1)[1] in config["database"]
     assert PASSWORD not in proc.log
     assert PASSWORD not in scraped
+
+
+def test_a_crash_a_shutdown_and_retention_log_recovered_requeued_and_pruned(tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    copy_clip(make_clip(tmp_path / "clip.mp4").path, media / "h" / "0-reelscan-hang.mp4")
+    args = ["--log-format", "json", "--fault-injection", "--probe-workers", "1", "--probe-timeout", "2"]
+    server = ServerProcess(tmp_path / "reelscan.db", allow_roots=[media], extra_args=[*args, "--job-retention", "2"])
+    server.start()
+    try:
+        with Client(server.address) as client:
+            job = client.start(media / "h")
+            assert eventually(lambda: client.get(job.id).progress_detail.stage == job_pb2.JOB_STAGE_PROBING)
+        server.kill()  # a crash while its probe hangs
+        server.start()  # holds the SQLite lock: the dead server's job is recovered at once
+        assert eventually(lambda: len([e for e in job_events(server, job.id) if e["event"] == "job_started"]) == 2)
+        server.stop()  # SIGTERM while the probe hangs again: handed back
+        server.start()
+        assert eventually(lambda: [e for e in job_events(server, job.id) if e["event"] == "job_pruned"], timeout=30)
+    finally:
+        server.stop()
+        server.kill()
+    events = job_events(server, job.id)
+    assert [e["event"] for e in events] == [
+        "job_accepted",
+        "job_started",
+        "job_recovered",
+        "job_started",
+        "job_requeued",
+        "job_started",
+        "job_finished",
+        "job_pruned",
+    ]
+    recovered, requeued, finished, pruned = events[2], events[4], events[6], events[7]
+    assert (recovered["level"], recovered["state"]) == ("WARNING", "PENDING")
+    assert requeued["level"] == "INFO" and "shutting down" in requeued["message"]
+    assert (finished["state"], finished["result"]["failed"]) == ("SUCCEEDED", 1)  # the probe timed out
+    assert (pruned["level"], pruned["state"]) == ("INFO", "SUCCEEDED")
+    replicas = {e["replica"] for e in events if e["event"] == "job_started"}
+    assert len(replicas) == 3  # a fresh replica id per server start
