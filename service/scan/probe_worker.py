@@ -69,9 +69,14 @@ class FrameDecoder:
 
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+    try:
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+    except BrokenPipeError:
+        # The server is gone (killed while this worker started or probed): leave without a traceback, which would
+        # land in the server's log stream as a line that is not the server's (and not JSON with --log-format json).
+        os._exit(0)
 
 
 def _watch_parent(parent_pid: int) -> None:

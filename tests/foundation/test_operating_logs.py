@@ -67,7 +67,9 @@ def server(media: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
 def records(server: ServerProcess) -> list[dict[str, Any]]:
     """Every log line as a JSON object (each line must be one)."""
     out = []
-    for line in list(server.log_lines):
+    lines = list(server.log_lines)
+    for line in lines:
+        assert line.startswith("{"), f"not a JSON line: {line!r} in\n{''.join(lines)}"
         record = json.loads(line)
         assert {"time", "level", "logger", "message"} <= record.keys(), line
         out.append(record)
