@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import json
+from collections.abc import Collection
 from typing import Any
 
 from reelscan.service.errors import InvalidArgument
@@ -50,3 +51,24 @@ def decode(token: str, filters_fingerprint: str) -> list[Any]:
         )
     position: list[Any] = data["p"]
     return position
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # what SQLite INTEGER and PostgreSQL bigint hold
+
+
+def job_filters_fingerprint(states: Collection[int], kinds: Collection[int]) -> str:
+    """The fingerprint of ListJobs filters (states and kinds, order-free), shared by every job store."""
+    return fingerprint({"states": sorted(int(s) for s in states), "kinds": sorted(int(k) for k in kinds)})
+
+
+def decode_int64_position(token: str, filters_fingerprint: str) -> int:
+    """A token whose position is one 64-bit integer (a row's insertion order); InvalidArgument otherwise."""
+    position = decode(token, filters_fingerprint)
+    if (
+        len(position) != 1
+        or not isinstance(position[0], int)
+        or isinstance(position[0], bool)
+        or not INT64_MIN <= position[0] <= INT64_MAX
+    ):
+        raise InvalidArgument("page_token is malformed", field="page_token")
+    return position[0]

@@ -52,7 +52,6 @@ CHANNEL = "reelscan_jobs"
 SUBMIT_LOCK = 0x7265656D  # advisory lock key serialising submits (dedup check + queue bound + insert)
 _PENDING, _RUNNING = int(JobState.PENDING), int(JobState.RUNNING)
 _TERMINAL = ", ".join(str(int(s)) for s in sorted(TERMINAL_STATES))
-PG_BIGINT_MIN, PG_BIGINT_MAX = -(2**63), 2**63 - 1
 
 SCHEMA: dict[int, list[str]] = {
     1: [
@@ -446,7 +445,7 @@ class PgJobStore:
     ) -> tuple[list[Job], str]:
         if page_size < 1:
             raise InvalidArgument(f"page_size must be positive, got {page_size}", field="page_size")
-        filters_fp = _filters_fingerprint(states, kinds)
+        filters_fp = tokens.job_filters_fingerprint(states, kinds)
         clauses: list[str] = []
         args: list[Any] = []
         for column, values in (("state", states), ("kind", kinds)):
@@ -455,7 +454,7 @@ class PgJobStore:
                 args.append(sorted({int(v) for v in values}))
         if page_token:
             clauses.append("ord < %s")
-            args.append(_decode_position(page_token, filters_fp))
+            args.append(tokens.decode_int64_position(page_token, filters_fp))
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = await self._fetch(
             f"SELECT ord, {_COLUMNS} FROM jobs {where} ORDER BY ord DESC LIMIT %s", [*args, page_size + 1]
@@ -488,19 +487,3 @@ class PgJobStore:
         )
         self._emit(rows, deleted=True)
         return bool(rows)
-
-
-def _filters_fingerprint(states: Collection[JobState], kinds: Collection[JobKind]) -> str:
-    return tokens.fingerprint({"states": sorted(int(s) for s in states), "kinds": sorted(int(k) for k in kinds)})
-
-
-def _decode_position(token: str, filters_fp: str) -> int:
-    position = tokens.decode(token, filters_fp)
-    if (
-        len(position) != 1
-        or not isinstance(position[0], int)
-        or isinstance(position[0], bool)
-        or not PG_BIGINT_MIN <= position[0] <= PG_BIGINT_MAX
-    ):
-        raise InvalidArgument("page_token is malformed", field="page_token")
-    return position[0]

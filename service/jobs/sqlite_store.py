@@ -207,9 +207,6 @@ def _in(column: str, values: Iterable[int]) -> tuple[str, list[int]]:
     return f"{column} IN ({', '.join('?' * len(vals))})", vals
 
 
-SQLITE_INT_MIN, SQLITE_INT_MAX = -(2**63), 2**63 - 1
-
-
 class SqliteJobStore:
     """JobStore on one aiosqlite connection. Use `await SqliteJobStore.open(path)`."""
 
@@ -388,7 +385,7 @@ class SqliteJobStore:
     ) -> tuple[list[Job], str]:
         if page_size < 1:
             raise InvalidArgument(f"page_size must be positive, got {page_size}", field="page_size")
-        filters_fp = _filters_fingerprint(states, kinds)
+        filters_fp = tokens.job_filters_fingerprint(states, kinds)
         clauses: list[str] = []
         args: list[int] = []
         for column, values in (("state", states), ("kind", kinds)):
@@ -397,7 +394,7 @@ class SqliteJobStore:
                 clauses.append(clause)
                 args += vals
         if page_token:
-            position = _decode_position(page_token, filters_fp)
+            position = tokens.decode_int64_position(page_token, filters_fp)
             clauses.append("ord < ?")
             args.append(position)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
@@ -467,19 +464,3 @@ async def _migrate(conn: aiosqlite.Connection, path: Path) -> None:
         await conn.execute(
             "UPDATE schema_versions SET version = ? WHERE component = ?", (SCHEMA_VERSION, SCHEMA_COMPONENT)
         )
-
-
-def _filters_fingerprint(states: Collection[JobState], kinds: Collection[JobKind]) -> str:
-    return tokens.fingerprint({"states": sorted(int(s) for s in states), "kinds": sorted(int(k) for k in kinds)})
-
-
-def _decode_position(token: str, filters_fp: str) -> int:
-    position = tokens.decode(token, filters_fp)
-    if (
-        len(position) != 1
-        or not isinstance(position[0], int)
-        or isinstance(position[0], bool)
-        or not SQLITE_INT_MIN <= position[0] <= SQLITE_INT_MAX
-    ):
-        raise InvalidArgument("page_token is malformed", field="page_token")
-    return position[0]
