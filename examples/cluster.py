@@ -4,7 +4,8 @@ Starts a throwaway PostgreSQL cluster under var/pg/ (from the system's PostgreSQ
 `postgresql` package), creates the database `reelscan`, then three replicas on 127.0.0.1:50051-50053 sharing it.
 Ctrl-C stops the replicas (SIGTERM: their jobs are handed back) and the database.
 
-    python examples/cluster.py [--replicas N] [--base-port 50051] [--lease-ttl S] [--allow-root DIR ...]
+    python examples/cluster.py [--replicas N] [--base-port 50051 | --ports P1,P2,...] [--lease-ttl S]
+                               [--allow-root DIR ...]
 
 Try: `reelscan scan /some/dir --server 127.0.0.1:50052`, then `reelscan jobs list --server 127.0.0.1:50053`
 (every replica serves every job; `replica_address` in `reelscan jobs get ID --json` says which one runs it), and
@@ -32,12 +33,18 @@ DATABASE = "reelscan"
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--replicas", type=int, default=3)
-    parser.add_argument("--base-port", type=int, default=50051)
+    parser.add_argument("--base-port", type=int, default=50051, help="replicas listen on BASE, BASE+1, ...")
+    parser.add_argument("--ports", help="comma-separated ports, one per replica (instead of --base-port)")
     parser.add_argument("--pg-port", type=int, default=55432)
     parser.add_argument("--lease-ttl", type=float, default=5.0)
     parser.add_argument("--allow-root", action="append", default=[])
     parser.add_argument("--dir", type=Path, default=REPO / "var" / "pg")
     args = parser.parse_args()
+    ports = [int(p) for p in args.ports.split(",")] if args.ports else []
+    if ports:
+        args.replicas = len(ports)
+    else:
+        ports = [args.base_port + i for i in range(args.replicas)]
     if find_bin_dir() is None:
         print("PostgreSQL server binaries (pg_ctl, initdb) not found: install them (Debian: apt install postgresql)")
         return 1
@@ -51,8 +58,8 @@ def main() -> int:
         if cluster.sql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'") != "1":
             cluster.create_database(DATABASE)
         url = cluster.url(DATABASE)
-        for i in range(args.replicas):
-            listen = f"127.0.0.1:{args.base_port + i}"
+        for port in ports:
+            listen = f"127.0.0.1:{port}"
             command = [
                 sys.executable, "-m", "reelscan.service", "--listen", listen, "--db", url,
                 "--lease-ttl", str(args.lease_ttl),
@@ -60,8 +67,8 @@ def main() -> int:
             for root in args.allow_root:
                 command += ["--allow-root", root]
             replicas.append(subprocess.Popen(command))
-        for i, proc in enumerate(replicas):
-            listen = f"127.0.0.1:{args.base_port + i}"
+        for i, (port, proc) in enumerate(zip(ports, replicas, strict=True)):
+            listen = f"127.0.0.1:{port}"
             _wait_serving(listen, proc)
             print(f"replica {i + 1}: {listen} (pid {proc.pid})", flush=True)
         print(f"database: {cluster.url(DATABASE, password=None)} (password in tests/helpers/postgres.py)")

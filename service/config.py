@@ -210,7 +210,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] 
     add(
         "--log-level",
         "logging level, LEVEL[,LOGGER=LEVEL...]: LEVEL (DEBUG, INFO, WARNING, ERROR) is reelscan's; loggers outside "
-        "reelscan stay at INFO or above unless named, e.g. DEBUG,aiosqlite=DEBUG",
+        "reelscan stay at WARNING or above unless named, e.g. DEBUG,aiosqlite=DEBUG",
         d.log_level,
         metavar="SPEC",
     )

@@ -3,8 +3,8 @@
 `--log-level` is `LEVEL[,LOGGER=LEVEL...]`: the first part sets reelscan's own level (and the default for
 everything else), each `LOGGER=LEVEL` one logger and its children (`DEBUG,aiosqlite=DEBUG`, `INFO,
 reelscan.service.scan=DEBUG`, `aiosqlite=DEBUG` alone keeps INFO elsewhere). Loggers outside reelscan (aiosqlite's
-SQL, psycopg, grpc, asyncio) stay at INFO or above unless they are named: `--log-level DEBUG` means reelscan's
-debug lines, not hundreds of SQL statements per scan.
+SQL, psycopg and its pool, grpc, asyncio) stay at WARNING or above unless they are named: `--log-level DEBUG` means
+reelscan's debug lines, not hundreds of SQL statements per scan, and INFO is not a line per pooled connection.
 
 `--log-format json` writes one JSON object per line: time (UTC, ISO 8601), level, logger, message, and the event's
 fields (passed as `extra=`; `event` names the kind of line), plus `exception` with the traceback when there is one.
@@ -27,8 +27,9 @@ from reelscan.service.telemetry.events import Telemetry
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 OWN_LOGGER = "reelscan"
-# Loggers outside reelscan known to be chatty at DEBUG; they are raised to INFO explicitly (so their debug calls
-# return at once), and a handler filter holds back any other third-party logger's debug lines.
+# Loggers outside reelscan known to be chatty (psycopg.pool logs every connection it lends at INFO); they are raised
+# to WARNING explicitly (so their calls return at once), and a handler filter holds back any other third-party
+# logger's lines below WARNING.
 THIRD_PARTY = ("aiosqlite", "psycopg", "psycopg.pool", "asyncio", "grpc", "hpack", "concurrent")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -127,14 +128,14 @@ class JsonFormatter(logging.Formatter):
 
 
 class _ThirdPartyFilter(logging.Filter):
-    """Drops debug records of loggers outside reelscan unless --log-level named them (or a parent)."""
+    """Drops records below WARNING of loggers outside reelscan unless --log-level named them (or a parent)."""
 
     def __init__(self, named: Mapping[str, int]) -> None:
         super().__init__()
         self._named = tuple(named)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.INFO or record.name == OWN_LOGGER or record.name.startswith(OWN_LOGGER + "."):
+        if record.levelno >= logging.WARNING or record.name == OWN_LOGGER or record.name.startswith(OWN_LOGGER + "."):
             return True
         return any(record.name == n or record.name.startswith(n + ".") for n in self._named)
 
@@ -152,13 +153,13 @@ def configure_logging(spec: str, fmt: str = "text", stream: TextIO | None = None
     root.setLevel(levels.level)
     for name in THIRD_PARTY:
         if name not in levels.loggers:
-            logging.getLogger(name).setLevel(max(levels.level, logging.INFO))
+            logging.getLogger(name).setLevel(max(levels.level, logging.WARNING))
     for name, level in levels.loggers.items():
         logging.getLogger(name).setLevel(level)
     logging.captureWarnings(True)
     named = ", ".join(f"{name}={logging.getLevelName(level)}" for name, level in levels.loggers.items())
     logging.getLogger(__name__).debug(
-        "logging at %s%s; loggers outside reelscan at INFO or above unless named",
+        "logging at %s%s; loggers outside reelscan at WARNING or above unless named",
         levels.root_name,
         f", {named}" if named else "",
     )

@@ -27,12 +27,16 @@ def test_cluster_starts_three_replicas_that_share_jobs(tmp_path: Path) -> None:
     media.mkdir()
     for i in range(3):
         make_clip(media / f"clip{i}.mp4")
-    base = free_port()
+    # three ports each free on its own: BASE, BASE+1, BASE+2 can collide with another test's ephemeral port
+    chosen: set[int] = set()
+    while len(chosen) < 3:
+        chosen.add(free_port())
+    ports = ",".join(map(str, sorted(chosen)))
     pg_dir = Path(tempfile.mkdtemp(prefix="reelscan-cluster-"))
     pg_dir.chmod(0o755)  # initdb runs as the postgres user when we are root: it must reach its directory
     command = [
         sys.executable, str(REPO / "examples" / "cluster.py"), "--dir", str(pg_dir / "pg"),
-        "--base-port", str(base), "--pg-port", str(free_port()), "--allow-root", str(media),
+        "--ports", ports, "--pg-port", str(free_port()), "--allow-root", str(media),
     ]  # fmt: skip
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cli_env())
     assert proc.stdout is not None
