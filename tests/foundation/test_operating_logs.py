@@ -344,7 +344,9 @@ def test_the_database_password_never_reaches_the_log(pg_url: str, media: Path) -
         assert config["backend"] == "postgresql" and pg_url.rsplit("/", 1)[1] in config["database"]
         # psycopg.pool logs every connection it lends at INFO: none of that (or any third-party line below
         # WARNING) reaches an operator's log, even at DEBUG
-        chatter = [r for r in records(proc) if not r["logger"].startswith("reelscan") and r["level"] in ("DEBUG", "INFO")]
+        chatter = [
+            r for r in records(proc) if not r["logger"].startswith("reelscan") and r["level"] in ("DEBUG", "INFO")
+        ]
         assert not chatter, chatter[:5]
     assert PASSWORD not in proc.log
     assert PASSWORD not in scraped
