@@ -42,6 +42,10 @@ class Settings:
     probe_workers: int = max(1, os.cpu_count() or 1)
     prober: str = "pyav"  # or "ffprobe"
     extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
+    # A scan with at least this many files to probe is split into shards of about shard_size files, which every
+    # replica on the database helps to probe (StartScanRequest.sharding forces or forbids it).
+    shard_threshold: int = 5000
+    shard_size: int = 2000
     job_retention_s: float = 7 * 24 * 3600.0
     grace_period_s: float = 10.0
     max_message_bytes: int = 4 * 1024 * 1024
@@ -199,6 +203,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] 
     )
     add("--extensions", "comma-separated video file extensions", ",".join(d.extensions), metavar="LIST")
     add(
+        "--shard-threshold",
+        "scans with at least this many files to probe are split into shards that every replica helps with",
+        d.shard_threshold,
+        type=int,
+        metavar="N",
+    )
+    add("--shard-size", "files to probe per shard of a sharded scan (about)", d.shard_size, type=int, metavar="N")
+    add(
         "--job-retention",
         "seconds to keep finished jobs before pruning them",
         d.job_retention_s,
@@ -318,6 +330,8 @@ def settings_from_args(ns: argparse.Namespace) -> Settings:
         probe_workers=int(ns.probe_workers),
         prober=str(ns.prober),
         extensions=exts,
+        shard_threshold=int(ns.shard_threshold),
+        shard_size=int(ns.shard_size),
         job_retention_s=float(ns.job_retention),
         grace_period_s=float(ns.grace_period),
         max_message_bytes=int(ns.max_message_bytes),
@@ -341,6 +355,8 @@ def settings_from_args(ns: argparse.Namespace) -> Settings:
         ("--job-retention", settings.job_retention_s),
         ("--max-message-bytes", settings.max_message_bytes),
         ("--lease-ttl", settings.lease_ttl_s),
+        ("--shard-threshold", settings.shard_threshold),
+        ("--shard-size", settings.shard_size),
     ):
         _positive(named(name), value)
     if (settings.tls_cert is None) != (settings.tls_key is None):

@@ -83,6 +83,12 @@ class Unavailable(ReelscanError):
     code = Code.UNAVAILABLE
 
 
+class Aborted(ReelscanError):
+    """Work was cut short by a failure of a part it depends on, e.g. a shard of a sharded scan (ABORTED)."""
+
+    code = Code.ABORTED
+
+
 def code_of(error: BaseException) -> Code:
     """The status code an exception ends an RPC or a job with: a domain error's own, INTERNAL for anything else
     (a bug: the RPC's or job's message then hides the details, which are logged)."""

@@ -6,10 +6,11 @@ from reelscan.limits import MAX_ID_CHARS
 from reelscan.service.errors import InvalidArgument
 
 
-def job_id(value: str) -> str:
-    """A request's job_id, checked: required, and at most MAX_ID_CHARS characters (longer is never an id)."""
+def job_id(value: str, name: str = "job_id") -> str:
+    """A request's job id (field `name`), checked: required, and at most MAX_ID_CHARS characters (longer is never
+    an id)."""
     if not value:
-        raise InvalidArgument("job_id is required", field="job_id")
+        raise InvalidArgument(f"{name} is required", field=name)
     if len(value) > MAX_ID_CHARS:
-        raise InvalidArgument(f"job_id is longer than {MAX_ID_CHARS} characters", field="job_id")
+        raise InvalidArgument(f"{name} is longer than {MAX_ID_CHARS} characters", field=name)
     return value

@@ -79,6 +79,7 @@ def job_to_proto(job: Job, watcher_count: int) -> job_pb2.Job:
         watcher_count=watcher_count,
         replica_id=job.owner,
         replica_address=job.owner_address,
+        parent_id=job.parent_id,
     )
     if job.kind is JobKind.SCAN:
         message.scan.CopyFrom(scan_spec_to_proto(job.spec))

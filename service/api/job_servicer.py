@@ -106,15 +106,16 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         page_size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         states = states_from_proto(request.states)
         kinds = kinds_from_proto(request.kinds)
+        parent_id = fields.job_id(request.parent_id, name="parent_id") if request.parent_id else ""
         jobs, next_token = await self._engine.list(
-            states=states, kinds=kinds, page_size=page_size, page_token=request.page_token
+            states=states, kinds=kinds, page_size=page_size, page_token=request.page_token, parent_id=parent_id
         )
         messages = [self._proto(j) for j in jobs]
         keep = paging.fit(messages, self._max_message_bytes)
         if keep < len(messages):
             # Too big by bytes: ask again for exactly the jobs that fit, which yields the token after the last one.
             jobs, next_token = await self._engine.list(
-                states=states, kinds=kinds, page_size=keep, page_token=request.page_token
+                states=states, kinds=kinds, page_size=keep, page_token=request.page_token, parent_id=parent_id
             )
             messages = [self._proto(j) for j in jobs]
         return job_service_pb2.ListJobsResponse(jobs=messages, next_page_token=next_token)

@@ -33,6 +33,21 @@ def _timeout_s(request: scan_service_pb2.StartScanRequest) -> float | None:
     return seconds
 
 
+_SHARDING: dict[int, str] = {
+    scan_service_pb2.SHARDING_UNSPECIFIED: "auto",
+    scan_service_pb2.SHARDING_AUTO: "auto",
+    scan_service_pb2.SHARDING_ALWAYS: "always",
+    scan_service_pb2.SHARDING_NEVER: "never",
+}
+
+
+def _sharding(value: int) -> str:
+    mode = _SHARDING.get(int(value))
+    if mode is None:
+        raise InvalidArgument(f"sharding {value} is not a known Sharding value", field="sharding")
+    return mode
+
+
 class ScanServicer(scan_service_pb2_grpc.ScanServiceServicer):
     def __init__(self, engine: JobEngine, settings: Settings) -> None:
         self._engine = engine
@@ -49,6 +64,7 @@ class ScanServicer(scan_service_pb2_grpc.ScanServiceServicer):
             force=request.force,
             extensions=normalize_extensions(list(request.extensions), self._settings.extensions),
             follow_symlinks=request.follow_symlinks,
+            sharding=_sharding(request.sharding),
         )
         timeout_s = _timeout_s(request)
         # One active scan per root: a second request for the same root gets the pending/running job back.

@@ -244,12 +244,19 @@ class JobEngine:
         return self._hub.count(job_id)
 
     async def list(
-        self, *, states: Collection[JobState], kinds: Collection[JobKind], page_size: int, page_token: str
+        self,
+        *,
+        states: Collection[JobState],
+        kinds: Collection[JobKind],
+        page_size: int,
+        page_token: str,
+        parent_id: str = "",
     ) -> tuple[list[Job], str]:
-        """A page of jobs, newest first, and the next page's token ("" on the last page)."""
+        """A page of jobs, newest first, and the next page's token ("" on the last page): jobs of their own, or
+        with `parent_id` that job's children."""
         self._check_open()
         jobs, next_token = await self._store.list_page(
-            states=states, kinds=kinds, page_size=page_size, page_token=page_token
+            states=states, kinds=kinds, page_size=page_size, page_token=page_token, parent_id=parent_id
         )
         # A job running here has fresher progress in memory. The live snapshot is used only when it is in the same
         # state: a state change is stored before it is in memory.

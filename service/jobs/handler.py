@@ -11,10 +11,39 @@ whatever it recorded with `set_result` before that is kept in the job's terminal
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from reelscan.service.jobs.model import Stage
+from reelscan.service.jobs.model import Job, Stage
+
+
+class ChildJobs(Protocol):
+    """A job's children: jobs of their own (claimed, leased and recovered like any job, by any server) that the
+    parent coordinates, e.g. the shards of a big scan."""
+
+    async def spawn(self, plan: Mapping[str, Any], payloads: Sequence[Mapping[str, Any]]) -> list[Job]:
+        """Creates one PENDING child per payload and stores the parent's `plan`, atomically. Idempotent: if the
+        children exist already (this job ran before and was taken over), those are returned and nothing changes.
+        Raises JobLost if this server no longer owns the job."""
+        ...
+
+    async def payload(self) -> Mapping[str, Any] | None:
+        """What was stored for this job: for a child, the work its parent gave it; for a parent, the plan an
+        earlier run of it stored with its children. None if nothing."""
+        ...
+
+    async def current(self) -> list[Job]:
+        """The children as they are now (in creation order)."""
+        ...
+
+    def release_slot(self) -> None:
+        """While it only waits for its children, this job stops counting toward the server's concurrent-job limit
+        (otherwise a parent could hold the last slot its own children need)."""
+        ...
+
+
+class JobLost(Exception):
+    """This server no longer owns the job (its lease ended and another server took it over)."""
 
 
 class JobContext(Protocol):
@@ -47,6 +76,14 @@ class JobContext(Protocol):
     def set_result(self, result: Mapping[str, int]) -> None:
         """Replaces the job's result counts (partial while running, final at the end)."""
         ...
+
+    @property
+    def parent_id(self) -> str:
+        """The job this one is a child of ("" for a job of its own)."""
+        ...
+
+    @property
+    def children(self) -> ChildJobs: ...
 
 
 class JobHandler(Protocol):

@@ -14,7 +14,7 @@ import enum
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from reelscan.service.jobs.handler import JobHandler
+from reelscan.service.jobs.handler import ChildJobs, JobHandler
 from reelscan.service.jobs.model import Job, JobState, Progress, Stage
 from reelscan.service.jobs.pacing import RateMeter, Throttle
 
@@ -57,6 +57,7 @@ class LiveJob:
         self.abandon_timer: asyncio.TimerHandle | None = None
         self.checkpoint_task: asyncio.Task[None] | None = None
         self.checkpoint_again = False
+        self.coordinating = False  # only waits for its children: does not hold one of the server's job slots
 
     @property
     def id(self) -> str:
@@ -154,9 +155,18 @@ class LiveJob:
 class RunContext:
     """The JobContext a handler gets: writes go to the LiveJob and poke the engine's publish throttle."""
 
-    def __init__(self, live: LiveJob, on_change: Callable[[], None]) -> None:
+    def __init__(self, live: LiveJob, on_change: Callable[[], None], children: ChildJobs) -> None:
         self._live = live
         self._on_change = on_change
+        self._children = children
+
+    @property
+    def parent_id(self) -> str:
+        return self._live.job.parent_id
+
+    @property
+    def children(self) -> ChildJobs:
+        return self._children
 
     @property
     def job_id(self) -> str:

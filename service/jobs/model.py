@@ -112,6 +112,9 @@ class Job:
     owner: str = ""
     owner_address: str = ""  # where the owner listens (HOST:PORT), for operators
     epoch: int = 0
+    # A child job (e.g. one shard of a big scan) names the job it belongs to: its parent coordinates it, cancelling
+    # or deleting the parent cascades to it, and default listings show only jobs without a parent.
+    parent_id: str = ""
 
     @property
     def terminal(self) -> bool:

@@ -56,9 +56,12 @@ def decode(token: str, filters_fingerprint: str) -> list[Any]:
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # what SQLite INTEGER and PostgreSQL bigint hold
 
 
-def job_filters_fingerprint(states: Collection[int], kinds: Collection[int]) -> str:
-    """The fingerprint of ListJobs filters (states and kinds, order-free), shared by every job store."""
-    return fingerprint({"states": sorted(int(s) for s in states), "kinds": sorted(int(k) for k in kinds)})
+def job_filters_fingerprint(states: Collection[int], kinds: Collection[int], parent_id: str = "") -> str:
+    """The fingerprint of ListJobs filters (states and kinds, order-free; the parent), shared by every job store."""
+    filters: dict[str, Any] = {"states": sorted(int(s) for s in states), "kinds": sorted(int(k) for k in kinds)}
+    if parent_id:  # absent for top-level listings: tokens issued before children existed stay valid
+        filters["parent"] = parent_id
+    return fingerprint(filters)
 
 
 def decode_int64_position(token: str, filters_fingerprint: str) -> int:

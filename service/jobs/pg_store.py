@@ -22,7 +22,7 @@ import dataclasses
 import json
 import time
 import uuid
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -43,7 +43,7 @@ from reelscan.service.jobs.model import (
     recover_crashed,
     transition,
 )
-from reelscan.service.jobs.store import Owner
+from reelscan.service.jobs.store import Owner, payload_from_text, payload_to_text
 from reelscan.service.pg.database import PgDatabase
 from reelscan.service.pg.listener import PgListener
 from reelscan.service.pg.migrate import migrate
@@ -97,12 +97,19 @@ SCHEMA: dict[int, list[str]] = {
             lease_expires double precision NOT NULL  -- database clock, Unix seconds
         )""",
     ],
+    2: [
+        # Children (the shards of a big scan): their parent, and what each one is to do (plus the parent's plan).
+        "ALTER TABLE jobs ADD COLUMN parent_id text NOT NULL DEFAULT ''",
+        "CREATE INDEX jobs_by_parent ON jobs (parent_id, ord)",
+        # text, not jsonb: the JSON is ASCII with escapes (file names that are not UTF-8), which jsonb would refuse
+        "CREATE TABLE job_payloads (job_id text PRIMARY KEY, payload text NOT NULL)",
+    ],
 }
 
 _ALL = [
     "id", "kind", "state", "spec", "timeout_s", "create_time", "update_time", "start_time", "finish_time", "seq",
     "fraction", "stage", "items_done", "items_total", "current_item", "rate", "eta_s", "cancel_requested", "result",
-    "error_code", "error_message", "dedup_key", "recoveries", "owner", "owner_address", "epoch",
+    "error_code", "error_message", "dedup_key", "recoveries", "owner", "owner_address", "epoch", "parent_id",
 ]  # fmt: skip
 _COLUMNS = ", ".join(_ALL)
 _NAMED = ", ".join(f"%({c})s" for c in _ALL)
@@ -151,6 +158,7 @@ def _params(job: Job) -> dict[str, Any]:
         "owner": job.owner,
         "owner_address": job.owner_address,
         "epoch": job.epoch,
+        "parent_id": job.parent_id,
     }
 
 
@@ -191,6 +199,7 @@ def _job(row: dict[str, Any]) -> Job:
         owner=row["owner"],
         owner_address=row["owner_address"],
         epoch=row["epoch"],
+        parent_id=row["parent_id"],
     )
 
 
@@ -279,7 +288,7 @@ class PgJobStore:
                 existing = await cur.fetchone()
                 if existing is not None:
                     return _job(existing), True
-            await cur.execute(f"SELECT count(*) AS n FROM jobs WHERE state = {_PENDING}")
+            await cur.execute(f"SELECT count(*) AS n FROM jobs WHERE state = {_PENDING} AND parent_id = ''")
             counted = await cur.fetchone()
             pending = int(counted["n"]) if counted else 0
             if pending >= max_pending:
@@ -384,21 +393,76 @@ class PgJobStore:
             if row is None:
                 return None
             job = _job(row)
-            if job.terminal or job.cancel_requested:
-                return job
-            job = dataclasses.replace(job, cancel_requested=True)
-            if job.state is JobState.PENDING:
-                job = transition(job, JobState.CANCELLED, now=time.time())
-                sql = f"UPDATE jobs SET {_ASSIGN} WHERE id = %(id)s"
-            else:
-                sql = "UPDATE jobs SET cancel_requested = true WHERE id = %(id)s"
+            notified: list[dict[str, Any]] = []
+            cancelled = await self._cancel(cur, job, notified)
             await cur.execute(
-                f"WITH u AS ({sql} RETURNING id, seq, state, cancel_requested) SELECT u.*, {_NOTIFY} FROM u",
-                {**_params(job), "sender": self._sender},
+                f"SELECT {_COLUMNS} FROM jobs WHERE parent_id = %s AND state IN ({_PENDING}, {_RUNNING}) "
+                "ORDER BY ord FOR UPDATE",
+                (job_id,),
             )
-            rows = await cur.fetchall()
-        self._emit(rows)
+            for child in [_job(r) for r in await cur.fetchall()]:
+                await self._cancel(cur, child, notified)
+        self._emit(notified)
+        return cancelled or job
+
+    async def _cancel(
+        self, cur: psycopg.AsyncCursor[dict[str, Any]], job: Job, notified: list[dict[str, Any]]
+    ) -> Job | None:
+        """Inside a transaction, the row locked: the job with cancel requested as stored, or None if unchanged."""
+        if job.terminal or job.cancel_requested:
+            return None
+        job = dataclasses.replace(job, cancel_requested=True)
+        if job.state is JobState.PENDING:
+            job = transition(job, JobState.CANCELLED, now=time.time())
+            sql = f"UPDATE jobs SET {_ASSIGN} WHERE id = %(id)s"
+        else:
+            sql = "UPDATE jobs SET cancel_requested = true WHERE id = %(id)s"
+        await cur.execute(
+            f"WITH u AS ({sql} RETURNING id, seq, state, cancel_requested) SELECT u.*, {_NOTIFY} FROM u",
+            {**_params(job), "sender": self._sender},
+        )
+        notified += await cur.fetchall()
         return job
+
+    # ---- children --------------------------------------------------------------------------------------------
+
+    async def spawn_children(
+        self, parent: Job, plan: Mapping[str, Any], children: Sequence[tuple[Job, Mapping[str, Any]]]
+    ) -> list[Job] | None:
+        async with self._db.pool.connection() as conn, conn.transaction():
+            cur = conn.cursor(row_factory=dict_row)
+            # FOR UPDATE on the parent: two coordinators of one parent (a lost one and its successor) serialise
+            # here, and only the one whose claim still holds passes the fence.
+            await cur.execute(f"SELECT 1 FROM jobs WHERE {_FENCE} FOR UPDATE", _params(parent))
+            if await cur.fetchone() is None:
+                return None
+            await cur.execute(f"SELECT {_COLUMNS} FROM jobs WHERE parent_id = %s ORDER BY ord", (parent.id,))
+            existing = await cur.fetchall()
+            if existing:
+                return [_job(row) for row in existing]
+            await cur.executemany(
+                "INSERT INTO job_payloads (job_id, payload) VALUES (%s, %s)",
+                [(parent.id, payload_to_text(plan))] + [(c.id, payload_to_text(p)) for c, p in children],
+            )
+            notified: list[dict[str, Any]] = []
+            for child, _ in children:
+                await cur.execute(
+                    f"WITH u AS (INSERT INTO jobs ({_COLUMNS}) VALUES ({_NAMED}) "
+                    "RETURNING id, seq, state, cancel_requested) "
+                    f"SELECT u.*, {_NOTIFY} FROM u",
+                    {**_params(child), "sender": self._sender},
+                )
+                notified += await cur.fetchall()
+        self._emit(notified)
+        return [child for child, _ in children]
+
+    async def list_children(self, parent_id: str) -> list[Job]:
+        rows = await self._fetch(f"SELECT {_COLUMNS} FROM jobs WHERE parent_id = %s ORDER BY ord", (parent_id,))
+        return [_job(row) for row in rows]
+
+    async def get_payload(self, job_id: str) -> Mapping[str, Any] | None:
+        rows = await self._fetch("SELECT payload FROM job_payloads WHERE job_id = %s", (job_id,))
+        return payload_from_text(rows[0]["payload"]) if rows else None
 
     async def recover_expired(self) -> list[Job]:
         async with self._db.pool.connection() as conn, conn.transaction():
@@ -441,13 +505,19 @@ class PgJobStore:
         return _job(rows[0]) if rows else None
 
     async def list_page(
-        self, *, states: Collection[JobState], kinds: Collection[JobKind], page_size: int, page_token: str
+        self,
+        *,
+        states: Collection[JobState],
+        kinds: Collection[JobKind],
+        page_size: int,
+        page_token: str,
+        parent_id: str = "",
     ) -> tuple[list[Job], str]:
         if page_size < 1:
             raise InvalidArgument(f"page_size must be positive, got {page_size}", field="page_size")
-        filters_fp = tokens.job_filters_fingerprint(states, kinds)
-        clauses: list[str] = []
-        args: list[Any] = []
+        filters_fp = tokens.job_filters_fingerprint(states, kinds, parent_id)
+        clauses: list[str] = ["parent_id = %s"]
+        args: list[Any] = [_text(parent_id)]
         for column, values in (("state", states), ("kind", kinds)):
             if values:
                 clauses.append(f"{column} = ANY(%s)")
@@ -455,9 +525,9 @@ class PgJobStore:
         if page_token:
             clauses.append("ord < %s")
             args.append(tokens.decode_int64_position(page_token, filters_fp))
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = await self._fetch(
-            f"SELECT ord, {_COLUMNS} FROM jobs {where} ORDER BY ord DESC LIMIT %s", [*args, page_size + 1]
+            f"SELECT ord, {_COLUMNS} FROM jobs WHERE {' AND '.join(clauses)} ORDER BY ord DESC LIMIT %s",
+            [*args, page_size + 1],
         )
         next_token = ""
         if len(rows) > page_size:
@@ -468,7 +538,7 @@ class PgJobStore:
     async def list_finished_before(self, cutoff: float, limit: int) -> list[Job]:
         rows = await self._fetch(
             f"SELECT {_COLUMNS} FROM jobs WHERE finish_time IS NOT NULL AND finish_time < %s "
-            f"AND state IN ({_TERMINAL}) ORDER BY finish_time LIMIT %s",
+            f"AND state IN ({_TERMINAL}) AND parent_id = '' ORDER BY finish_time LIMIT %s",
             (cutoff, limit),
         )
         return [_job(row) for row in rows]
@@ -478,12 +548,26 @@ class PgJobStore:
         return {JobState(row["state"]): int(row["n"]) for row in rows}
 
     async def delete(self, job_id: str) -> bool:
-        rows = await self._fetch(
-            f"WITH u AS (DELETE FROM jobs WHERE id = %(id)s AND state IN ({_TERMINAL}) "
-            "RETURNING id, seq, state, cancel_requested) "
+        notify = (
             f"SELECT u.*, pg_notify('{CHANNEL}', concat_ws('|', %(sender)s::text, u.id, u.seq, u.state, "
-            "u.cancel_requested::int, 1)) FROM u",
-            {"id": job_id, "sender": self._sender},
+            "u.cancel_requested::int, 1)) FROM u"
         )
+        params = {"id": job_id, "sender": self._sender}
+        async with self._db.pool.connection() as conn, conn.transaction():
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                f"WITH u AS (DELETE FROM jobs WHERE id = %(id)s AND state IN ({_TERMINAL}) "
+                f"RETURNING id, seq, state, cancel_requested) {notify}",
+                params,
+            )
+            rows = await cur.fetchall()
+            if rows:
+                await cur.execute(
+                    f"WITH u AS (DELETE FROM jobs WHERE parent_id = %(id)s RETURNING id, seq, state, cancel_requested) "
+                    f"{notify}",
+                    params,
+                )
+                rows += await cur.fetchall()
+                await cur.execute("DELETE FROM job_payloads WHERE job_id = ANY(%s)", ([row["id"] for row in rows],))
         self._emit(rows, deleted=True)
         return bool(rows)

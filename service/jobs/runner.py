@@ -26,6 +26,7 @@ from collections.abc import Mapping
 
 from reelscan.service.errors import ReelscanError
 from reelscan.service.jobs.background import BackgroundTasks
+from reelscan.service.jobs.children import StoreChildJobs
 from reelscan.service.jobs.handler import JobHandler
 from reelscan.service.jobs.hub import WatchHub
 from reelscan.service.jobs.lease import LeaseKeeper
@@ -93,9 +94,18 @@ class JobRunner:
         self._open = True
         self.wake()
 
+    def _free_slots(self) -> int:
+        return self._max_concurrent - sum(1 for live in self.live.values() if not live.coordinating)
+
+    def release_slot(self, live: LiveJob) -> None:
+        """A parent that now only waits for its children gives its slot back (they may need it)."""
+        if not live.coordinating:
+            live.coordinating = True
+            self.wake()
+
     def wake(self) -> None:
         """There may be pending jobs: claim some if there are free slots (one claim pass at a time)."""
-        if not self._open or len(self.live) >= self._max_concurrent:
+        if not self._open or self._free_slots() <= 0:
             return
         if self._claim_task is not None and not self._claim_task.done():
             self._claim_again = True
@@ -105,7 +115,7 @@ class JobRunner:
     async def _claim_pass(self) -> None:
         while self._open and self._lease.valid:
             self._claim_again = False
-            free = self._max_concurrent - len(self.live)
+            free = self._free_slots()
             if free <= 0:
                 return
             owner = self._lease.owner.id
@@ -144,7 +154,10 @@ class JobRunner:
         try:
             try:
                 if live.stop_reason is None:
-                    ctx = RunContext(live, lambda: self._progress.poke(live))
+                    children = StoreChildJobs(
+                        self._store, live, running_here=self.live.get, release_slot=self.release_slot
+                    )
+                    ctx = RunContext(live, lambda: self._progress.poke(live), children)
                     live.handler_task = asyncio.create_task(live.handler.run(ctx), name=f"reelscan-handler-{live.id}")
                     abandon = asyncio.create_task(live.abandoned.wait())
                     try:
@@ -189,6 +202,8 @@ class JobRunner:
             return
         if error is not None and reason is not None:
             log.warning("job %s: handler raised while being stopped (%s)", live.id, reason.value, exc_info=error)
+        if live.coordinating:
+            await self._cancel_children(live)
         if reason is StopReason.CANCEL:
             await self._end(live, JobState.CANCELLED)
         elif reason is StopReason.TIMEOUT:
@@ -203,6 +218,17 @@ class JobRunner:
             await self._end(live, JobState.FAILED, error_for_exception(error))
         else:
             await self._end(live, JobState.SUCCEEDED)
+
+    async def _cancel_children(self, live: LiveJob) -> None:
+        """A parent ends (timed out, failed, or done with children somehow still active): none may outlive it.
+        A cancelled parent's children were cancelled with it by the store; this covers the other endings."""
+        try:
+            children = await self._store.list_children(live.id)
+            for child in children:
+                if not child.terminal:
+                    await self._store.request_cancel(child.id)
+        except Exception as error:
+            log.warning("job %s: could not cancel its children (%s); they end on their own", live.id, error)
 
     async def _end(self, live: LiveJob, state: JobState, error: JobError | None = None) -> None:
         self._progress.quiet(live)

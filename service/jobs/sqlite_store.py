@@ -17,7 +17,7 @@ import dataclasses
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Collection, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +39,10 @@ from reelscan.service.jobs.model import (
     recover_crashed,
     transition,
 )
-from reelscan.service.jobs.store import Owner
+from reelscan.service.jobs.store import Owner, payload_from_text, payload_to_text
 
 SCHEMA_COMPONENT = "jobs"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_versions (
@@ -104,12 +104,21 @@ _MIGRATIONS: dict[int, list[str]] = {
         f"""CREATE UNIQUE INDEX jobs_active_dedup ON jobs (kind, dedup_key)
             WHERE dedup_key != '' AND state IN ({_PENDING}, {_RUNNING})""",
     ],
+    3: [
+        # Children (the shards of a big scan): their parent, and what each one is to do (plus the parent's plan).
+        "ALTER TABLE jobs ADD COLUMN parent_id TEXT NOT NULL DEFAULT ''",
+        "CREATE INDEX jobs_by_parent ON jobs (parent_id, ord)",
+        """CREATE TABLE job_payloads (
+            job_id TEXT PRIMARY KEY,
+            payload TEXT NOT NULL  -- JSON (ASCII: file names that are not UTF-8 survive as escapes)
+        )""",
+    ],
 }
 
 _COLUMNS = (
     "id, kind, state, spec, timeout_s, create_time, update_time, start_time, finish_time, seq, fraction, stage, "
     "items_done, items_total, current_item, rate, eta_s, cancel_requested, result, error_code, error_message, "
-    "dedup_key, recoveries, owner, owner_address, epoch"
+    "dedup_key, recoveries, owner, owner_address, epoch, parent_id"
 )
 _NAMED = ", ".join(f":{c.strip()}" for c in _COLUMNS.split(","))
 _ALL = [c.strip() for c in _COLUMNS.split(",")]
@@ -158,6 +167,7 @@ def _params(job: Job) -> dict[str, Any]:
         "owner": job.owner,
         "owner_address": job.owner_address,
         "epoch": job.epoch,
+        "parent_id": job.parent_id,
     }
 
 
@@ -199,6 +209,7 @@ def _job(row: sqlite3.Row) -> Job:
         owner=row["owner"],
         owner_address=row["owner_address"],
         epoch=row["epoch"],
+        parent_id=row["parent_id"],
     )
 
 
@@ -258,7 +269,9 @@ class SqliteJobStore:
                 )
                 if rows:
                     return _job(next(iter(rows))), True
-            rows = await self._conn.execute_fetchall(f"SELECT COUNT(*) FROM jobs WHERE state = {_PENDING}")
+            rows = await self._conn.execute_fetchall(
+                f"SELECT COUNT(*) FROM jobs WHERE state = {_PENDING} AND parent_id = ''"
+            )
             pending = next(iter(rows))[0]
             if pending >= max_pending:
                 raise ResourceExhausted(f"{pending} jobs are already waiting (limit {max_pending}); try again later")
@@ -336,16 +349,63 @@ class SqliteJobStore:
     async def request_cancel(self, job_id: str) -> Job | None:
         async with self._lock, self._transaction():
             job = await self._get(job_id)
-            if job is None or job.terminal or job.cancel_requested:
-                return job
-            job = dataclasses.replace(job, cancel_requested=True)
-            if job.state is JobState.PENDING:
-                job = transition(job, JobState.CANCELLED, now=time.time())
-                await self._conn.execute(f"UPDATE jobs SET {_ASSIGN} WHERE id = :id", _params(job))
-            else:
-                await self._conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
-        self._changes.emit(ChangeEvent.of(job))
+            if job is None:
+                return None
+            changed = [await self._cancel(job)]
+            rows = await self._conn.execute_fetchall(
+                f"SELECT {_COLUMNS} FROM jobs WHERE parent_id = ? AND state IN ({_PENDING}, {_RUNNING}) ORDER BY ord",
+                (job_id,),
+            )
+            changed += [await self._cancel(_job(row)) for row in rows]
+        for event_job in changed:
+            if event_job is not None:
+                self._changes.emit(ChangeEvent.of(event_job))
+        return changed[0] or job
+
+    async def _cancel(self, job: Job) -> Job | None:
+        """Inside a transaction: the job with cancel requested as stored, or None if that changed nothing."""
+        if job.terminal or job.cancel_requested:
+            return None
+        job = dataclasses.replace(job, cancel_requested=True)
+        if job.state is JobState.PENDING:
+            job = transition(job, JobState.CANCELLED, now=time.time())
+            await self._conn.execute(f"UPDATE jobs SET {_ASSIGN} WHERE id = :id", _params(job))
+        else:
+            await self._conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job.id,))
         return job
+
+    # ---- children --------------------------------------------------------------------------------------------
+
+    async def spawn_children(
+        self, parent: Job, plan: Mapping[str, Any], children: Sequence[tuple[Job, Mapping[str, Any]]]
+    ) -> list[Job] | None:
+        async with self._lock, self._transaction():
+            fenced = await self._conn.execute_fetchall(f"SELECT 1 FROM jobs WHERE {_FENCE}", _fenced(parent))
+            if not fenced:
+                return None
+            existing = await self._conn.execute_fetchall(
+                f"SELECT {_COLUMNS} FROM jobs WHERE parent_id = ? ORDER BY ord", (parent.id,)
+            )
+            if existing:
+                return [_job(row) for row in existing]
+            payloads = [(parent.id, payload_to_text(plan))] + [(c.id, payload_to_text(p)) for c, p in children]
+            await self._conn.executemany("INSERT INTO job_payloads (job_id, payload) VALUES (?, ?)", payloads)
+            await self._conn.executemany(
+                f"INSERT INTO jobs ({_COLUMNS}) VALUES ({_NAMED})", [_params(child) for child, _ in children]
+            )
+        for child, _ in children:
+            self._changes.emit(ChangeEvent.of(child))
+        return [child for child, _ in children]
+
+    async def list_children(self, parent_id: str) -> list[Job]:
+        rows = await self._conn.execute_fetchall(
+            f"SELECT {_COLUMNS} FROM jobs WHERE parent_id = ? ORDER BY ord", (parent_id,)
+        )
+        return [_job(row) for row in rows]
+
+    async def get_payload(self, job_id: str) -> Mapping[str, Any] | None:
+        rows = await self._conn.execute_fetchall("SELECT payload FROM job_payloads WHERE job_id = ?", (job_id,))
+        return payload_from_text(next(iter(rows))[0]) if rows else None
 
     async def recover_expired(self) -> list[Job]:
         async with self._lock, self._transaction():
@@ -381,13 +441,19 @@ class SqliteJobStore:
         return _job(next(iter(rows))) if rows else None
 
     async def list_page(
-        self, *, states: Collection[JobState], kinds: Collection[JobKind], page_size: int, page_token: str
+        self,
+        *,
+        states: Collection[JobState],
+        kinds: Collection[JobKind],
+        page_size: int,
+        page_token: str,
+        parent_id: str = "",
     ) -> tuple[list[Job], str]:
         if page_size < 1:
             raise InvalidArgument(f"page_size must be positive, got {page_size}", field="page_size")
-        filters_fp = tokens.job_filters_fingerprint(states, kinds)
-        clauses: list[str] = []
-        args: list[int] = []
+        filters_fp = tokens.job_filters_fingerprint(states, kinds, parent_id)
+        clauses: list[str] = ["parent_id = ?"]
+        args: list[int | str] = [parent_id]
         for column, values in (("state", states), ("kind", kinds)):
             if values:
                 clause, vals = _in(column, values)
@@ -397,8 +463,7 @@ class SqliteJobStore:
             position = tokens.decode_int64_position(page_token, filters_fp)
             clauses.append("ord < ?")
             args.append(position)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT ord, {_COLUMNS} FROM jobs {where} ORDER BY ord DESC LIMIT ?"
+        sql = f"SELECT ord, {_COLUMNS} FROM jobs WHERE {' AND '.join(clauses)} ORDER BY ord DESC LIMIT ?"
         rows = list(await self._conn.execute_fetchall(sql, [*args, page_size + 1]))
         next_token = ""
         if len(rows) > page_size:
@@ -409,7 +474,7 @@ class SqliteJobStore:
     async def list_finished_before(self, cutoff: float, limit: int) -> list[Job]:
         sql = (
             f"SELECT {_COLUMNS} FROM jobs WHERE finish_time IS NOT NULL AND finish_time < ? "
-            f"AND state IN ({_TERMINAL}) ORDER BY finish_time LIMIT ?"
+            f"AND state IN ({_TERMINAL}) AND parent_id = '' ORDER BY finish_time LIMIT ?"
         )
         return [_job(row) for row in await self._conn.execute_fetchall(sql, (cutoff, limit))]
 
@@ -418,16 +483,21 @@ class SqliteJobStore:
         return {JobState(state): count for state, count in rows}
 
     async def delete(self, job_id: str) -> bool:
-        async with self._lock:
+        async with self._lock, self._transaction():
             rows = await self._conn.execute_fetchall(
-                f"DELETE FROM jobs WHERE id = ? AND state IN ({_TERMINAL}) RETURNING seq, state, cancel_requested",
+                f"DELETE FROM jobs WHERE id = ? AND state IN ({_TERMINAL}) RETURNING id, seq, state, cancel_requested",
                 (job_id,),
             )
-        if not rows:
-            return False
-        seq, state, cancel_requested = next(iter(rows))
-        self._changes.emit(ChangeEvent(job_id, seq, JobState(state), bool(cancel_requested), deleted=True))
-        return True
+            if rows:
+                rows = list(rows) + list(
+                    await self._conn.execute_fetchall(
+                        "DELETE FROM jobs WHERE parent_id = ? RETURNING id, seq, state, cancel_requested", (job_id,)
+                    )
+                )
+                await self._conn.executemany("DELETE FROM job_payloads WHERE job_id = ?", [(r[0],) for r in rows])
+        for row_id, seq, state, cancel_requested in rows:
+            self._changes.emit(ChangeEvent(row_id, seq, JobState(state), bool(cancel_requested), deleted=True))
+        return bool(rows)
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[None]:

@@ -14,12 +14,26 @@ store for several replicas implements the same protocol, and both pass tests/job
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import json
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from reelscan.service.jobs.feed import ChangeFeed
 from reelscan.service.jobs.model import Job, JobKind, JobState
+
+
+def payload_to_text(payload: Mapping[str, Any]) -> str:
+    """A child's payload (or a parent's plan) as stored: compact ASCII JSON, so a file name that is not UTF-8
+    (surrogate escapes) survives as \\u escapes in any text column."""
+    return json.dumps(dict(payload), separators=(",", ":"))
+
+
+def payload_from_text(text: str) -> Mapping[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError("a job payload must be a JSON object")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +58,7 @@ class JobStore(Protocol):
     async def submit(self, job: Job, *, max_pending: int) -> tuple[Job, bool]:
         """Queues a new PENDING job as one atomic step with its checks. Returns (job, existed): if a PENDING or
         RUNNING job of the same kind has the same non-empty dedup_key, that job and True, and nothing is stored.
-        Raises ResourceExhausted when `max_pending` jobs are already PENDING."""
+        Raises ResourceExhausted when `max_pending` jobs without a parent are already PENDING."""
         ...
 
     # ---- ownership -------------------------------------------------------------------------------------------
@@ -80,8 +94,29 @@ class JobStore(Protocol):
 
     async def request_cancel(self, job_id: str) -> Job | None:
         """Cancels: a PENDING job ends CANCELLED here and now; a RUNNING one gets `cancel_requested` (its owner
-        hears of it through the change feed and stops it); a terminal one is left as it is. Returns the job as
-        stored afterwards, or None if there is no such job."""
+        hears of it through the change feed and stops it); a terminal one is left as it is. The job's children that
+        have not ended are cancelled the same way, in the same step. Returns the job as stored afterwards, or None
+        if there is no such job."""
+        ...
+
+    # ---- children (a job split into jobs of its own, e.g. the shards of a big scan) --------------------------
+
+    async def spawn_children(
+        self, parent: Job, plan: Mapping[str, Any], children: Sequence[tuple[Job, Mapping[str, Any]]]
+    ) -> list[Job] | None:
+        """Creates the children of `parent` as PENDING jobs (each with its payload), and stores the parent's `plan`
+        payload, in one step: either all of it or nothing. Idempotent: if the parent already has children, nothing
+        is written and those are returned (a coordinator taken over after a crash adopts them). Fenced like save:
+        None (nothing written) unless `parent` is RUNNING under its owner and epoch with a live lease. Children do
+        not count toward the queue bound and are not deduplicated."""
+        ...
+
+    async def list_children(self, parent_id: str) -> list[Job]:
+        """The parent's children, in creation order."""
+        ...
+
+    async def get_payload(self, job_id: str) -> Mapping[str, Any] | None:
+        """What spawn_children stored for this job (a child's work, or a parent's plan); None if nothing."""
         ...
 
     async def recover_expired(self) -> list[Job]:
@@ -94,18 +129,27 @@ class JobStore(Protocol):
     async def get(self, job_id: str) -> Job | None: ...
 
     async def list_page(
-        self, *, states: Collection[JobState], kinds: Collection[JobKind], page_size: int, page_token: str
+        self,
+        *,
+        states: Collection[JobState],
+        kinds: Collection[JobKind],
+        page_size: int,
+        page_token: str,
+        parent_id: str = "",
     ) -> tuple[list[Job], str]:
-        """One page of jobs, newest first; empty collections mean no filter. Returns the next page's token ("" on
-        the last page). Raises InvalidArgument for a malformed token or one issued for other filters."""
+        """One page of jobs, newest first; empty collections mean no filter. Only jobs without a parent, or with
+        `parent_id` the children of that job. Returns the next page's token ("" on the last page). Raises
+        InvalidArgument for a malformed token or one issued for other filters."""
         ...
 
     async def list_finished_before(self, cutoff: float, limit: int) -> list[Job]:
-        """Terminal jobs that finished before `cutoff` (Unix seconds), oldest first (for retention pruning)."""
+        """Terminal jobs without a parent that finished before `cutoff` (Unix seconds), oldest first (for
+        retention pruning; children go with their parent)."""
         ...
 
     async def delete(self, job_id: str) -> bool:
-        """Deletes a terminal job; False if there is no such terminal job."""
+        """Deletes a terminal job with its children (and every payload); False if there is no such terminal job.
+        Children that have not ended yet are deleted too: their parent is over, and they were cancelled with it."""
         ...
 
     async def count_by_state(self) -> dict[JobState, int]:

@@ -22,7 +22,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,7 @@ from reelscan.service.config import Settings
 from reelscan.service.errors import FailedPrecondition
 from reelscan.service.jobs.handler import JobContext
 from reelscan.service.jobs.model import Stage
-from reelscan.service.scan import paths
+from reelscan.service.scan import paths, shards
 from reelscan.service.scan.batch_writer import BatchWriter
 from reelscan.service.scan.library_model import KnownFile, ProbedFile, ScanErrorRecord, library_path
 from reelscan.service.scan.library_store import LibraryStore
@@ -66,7 +66,15 @@ class ScanJobHandler:
     async def run(self, ctx: JobContext) -> None:
         spec = ScanSpec.from_mapping(ctx.spec)
         root = await paths.revalidate_scan_root(spec.path, self._settings.allow_roots)
-        await _ScanRun(ctx, spec, str(root), self._library, self._prober, self._settings, self._telemetry).execute()
+        scan = _ScanRun(ctx, spec, str(root), self._library, self._prober, self._settings, self._telemetry)
+        if ctx.parent_id:
+            await scan.execute_shard()
+            return
+        plan = await ctx.children.payload()
+        if plan is not None:  # this sharded scan ran before (its server died or stopped): adopt its shards
+            await scan.adopt_shards(shards.Plan.from_payload(plan))
+            return
+        await scan.execute()
 
     async def on_recovered(self, job_id: str, spec: Mapping[str, Any]) -> None:
         # Nothing to undo: every batch is one transaction, and scans are idempotent (a re-run finds the files the
@@ -97,6 +105,8 @@ class _ScanRun:
         self.settings = settings
         self.telemetry = telemetry
         self.writer = BatchWriter(library, telemetry=telemetry)
+        # A shard's scan errors are its parent's: ListScanErrors of the parent lists every shard's.
+        self.errors_job_id = ctx.parent_id or ctx.job_id
         self.counts = dict.fromkeys(
             ("discovered", "probed", "new", "updated", "unchanged", "unchanged_failed", "missing", "failed"), 0
         )
@@ -105,7 +115,7 @@ class _ScanRun:
         self.ctx.set_result(self.counts)
 
     def _error(self, path: str, kind: ProbeErrorKind, reason: str) -> None:
-        self.writer.add_error(ScanErrorRecord(self.ctx.job_id, path, kind, reason, time.time()))
+        self.writer.add_error(ScanErrorRecord(self.errors_job_id, path, kind, reason, time.time()))
 
     async def execute(self) -> None:
         self._publish()
@@ -113,14 +123,71 @@ class _ScanRun:
         known_task = asyncio.create_task(self.library.load_known(self.root, self.spec.recursive))
         try:
             todo, unseen, unknown_dirs = await self._discover(known_task)
+            gone = self._gone(unseen, unknown_dirs)
+            if shards.wanted(self.spec.sharding, len(todo), self.settings.shard_threshold):
+                await asyncio.shield(self.writer.close())  # the walk's errors, before the shards add theirs
+                await self._coordinate(await self._spawn_shards(todo, gone))
+                return
             await self._probe(todo)
             self.ctx.report(stage=Stage.FINALIZING)
             await asyncio.shield(self.writer.close())
-            await self._mark_missing(unseen, unknown_dirs)
+            await self._mark_missing([entry[0] for entry in gone if not entry[3]], len(gone))
         finally:
             if not known_task.done():
                 known_task.cancel()
             # Cancelled or failed: keep what was probed (the writer's own task finishes the transaction).
+            await asyncio.shield(self.writer.close())
+            self._publish()
+
+    # ---- sharded scans (shards.py) ---------------------------------------------------------------------------
+
+    async def _spawn_shards(self, todo: list[_Todo], gone: list[KnownFile]) -> shards.Plan:
+        todo.sort(key=lambda item: item.path)
+        ranges = shards.cut([item.path for item in todo], self.settings.shard_size)
+        plan = shards.Plan(
+            counts=dict(self.counts),
+            files_to_probe=len(todo),
+            missing=[entry[0] for entry in gone if not entry[3]],
+            missing_count=len(gone),
+        )
+        prefix = self.root.rstrip("/") + "/"
+        payloads = [{"files": [_shard_row(item, prefix) for item in todo[a:b]]} for a, b in ranges]
+        await self.ctx.children.spawn(plan.to_payload(), payloads)
+        log.info("scan %s of %s: %d files to probe in %d shards", self.ctx.job_id, self.root, len(todo), len(ranges))
+        return plan
+
+    async def _coordinate(self, plan: shards.Plan) -> None:
+        def publish(counts: Mapping[str, int]) -> None:
+            self.counts.update(counts)
+            self._publish()
+
+        await shards.coordinate(self.ctx, plan, publish)
+        self.ctx.report(stage=Stage.FINALIZING)
+        await self._mark_missing(plan.missing, plan.missing_count)
+
+    async def adopt_shards(self, plan: shards.Plan) -> None:
+        """A sharded scan taken over (or re-run after a shutdown): its plan and shards are as the first run left
+        them; only the coordination is redone."""
+        try:
+            await self._coordinate(plan)
+        finally:
+            self._publish()
+
+    async def execute_shard(self) -> None:
+        """One shard of a sharded scan: probe the files its parent gave it (found and compared by the parent's
+        discovery), store them; marking files missing is the parent's."""
+        payload = await self.ctx.children.payload()
+        if payload is None:
+            raise FailedPrecondition(f"shard {self.ctx.job_id} has no files stored (was its parent deleted?)")
+        prefix = self.root.rstrip("/") + "/"
+        todo = [_from_shard_row(row, prefix) for row in payload["files"]]
+        self.counts["discovered"] = len(todo)
+        self._publish()
+        try:
+            await self._probe(todo)
+            self.ctx.report(stage=Stage.FINALIZING)
+            await asyncio.shield(self.writer.close())
+        finally:
             await asyncio.shield(self.writer.close())
             self._publish()
 
@@ -230,7 +297,9 @@ class _ScanRun:
         self._error(item.path, outcome.kind, outcome.reason)
         counts["failed"] += 1
 
-    async def _mark_missing(self, unseen: dict[str, KnownFile], unknown_dirs: list[str]) -> None:
+    def _gone(self, unseen: dict[str, KnownFile], unknown_dirs: list[str]) -> list[KnownFile]:
+        """The library entries this scan could have found and did not: files gone from disk (empty when the scan
+        found nothing at all, see below). Decided once, after discovery, for the whole scan."""
         extensions = frozenset(self.spec.extensions)
         hidden = tuple(d.rstrip("/") + "/" for d in unknown_dirs)
         gone = [
@@ -239,9 +308,7 @@ class _ScanRun:
             # Only what this scan could have found: its extensions, outside directories it could not read.
             if extension_of(os.path.basename(path)) in extensions and not (hidden and path.startswith(hidden))
         ]
-        if not gone:
-            return
-        if self.counts["discovered"] == 0 and any(not entry[3] for entry in gone):
+        if gone and self.counts["discovered"] == 0 and any(not entry[3] for entry in gone):
             # Nothing at all on disk where the library had files: far more likely an unmounted or emptied volume
             # than every file deleted. Marking the whole library missing would be the wrong kind of loud.
             log.warning(
@@ -249,8 +316,26 @@ class _ScanRun:
                 self.root,
                 len(gone),
             )
+            return []
+        return gone
+
+    async def _mark_missing(self, paths_to_mark: Sequence[str], gone_count: int) -> None:
+        """Marks `paths_to_mark` missing; `gone_count` also counts entries that were missing already."""
+        if not gone_count:
             return
-        self.counts["missing"] = len(gone)
+        self.counts["missing"] = gone_count
         started = time.perf_counter()
-        await self.library.mark_missing(entry[0] for entry in gone if not entry[3])
+        await self.library.mark_missing(paths_to_mark)
         self.telemetry.db_write("library", "mark_missing", time.perf_counter() - started)
+
+
+def _shard_row(item: _Todo, root_prefix: str) -> list[Any]:
+    """A file to probe as a shard's payload stores it: [path under the root, size, mtime_ns, known 0/1]. JSON
+    keeps a name that is not UTF-8 exactly (its surrogate escapes become \\u escapes and come back the same)."""
+    return [item.fs_path[len(root_prefix) :], item.size, item.mtime_ns, int(item.known)]
+
+
+def _from_shard_row(row: list[Any], root_prefix: str) -> _Todo:
+    fs_path = root_prefix + str(row[0])
+    path = fs_path if fs_path.isascii() and "\\" not in fs_path else library_path(fs_path)
+    return _Todo(fs_path, path, int(row[1]), int(row[2]), bool(row[3]))

@@ -9,6 +9,7 @@ from typing import Any
 from reelscan.service.errors import InvalidArgument
 
 MAX_EXTENSIONS = 64
+SHARDING_MODES = ("auto", "always", "never")
 MAX_EXTENSION_CHARS = 16
 
 
@@ -19,6 +20,7 @@ class ScanSpec:
     force: bool
     extensions: tuple[str, ...]  # lower case, no dot
     follow_symlinks: bool
+    sharding: str = "auto"  # one of SHARDING_MODES (reelscan.v1.Sharding)
 
     def to_mapping(self) -> dict[str, Any]:
         return {
@@ -27,6 +29,7 @@ class ScanSpec:
             "force": self.force,
             "extensions": list(self.extensions),
             "follow_symlinks": self.follow_symlinks,
+            "sharding": self.sharding,
         }
 
     @classmethod
@@ -37,6 +40,7 @@ class ScanSpec:
             force=bool(spec.get("force", False)),
             extensions=tuple(str(e) for e in spec.get("extensions", ())),
             follow_symlinks=bool(spec.get("follow_symlinks", False)),
+            sharding=str(spec.get("sharding", "auto")),  # jobs stored before sharding existed: auto
         )
 
 

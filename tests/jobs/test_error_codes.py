@@ -26,12 +26,14 @@ from reelscan.service.api.job_servicer import JobServicer
 from reelscan.service.api.status import add_servicer
 from reelscan.service.jobs.engine import EngineClosed
 from reelscan.service.jobs.model import JobKind
+from reelscan.service.scan.shards import ShardFailed
 from reelscan.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from tests.jobs.conftest import EngineFactory
 from tests.jobs.handlers import SteppedHandler
 
 # README, "Errors are gRPC-native": bad arguments INVALID_ARGUMENT, missing NOT_FOUND, outside the allowed roots
-# PERMISSION_DENIED, wrong state FAILED_PRECONDITION, limits RESOURCE_EXHAUSTED, shutting down UNAVAILABLE.
+# PERMISSION_DENIED, wrong state FAILED_PRECONDITION, limits RESOURCE_EXHAUSTED, shutting down UNAVAILABLE, a part
+# of the work failed (a shard of a sharded scan) ABORTED.
 DOCUMENTED: dict[type[errors.ReelscanError], grpc.StatusCode] = {
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     errors.NotFound: grpc.StatusCode.NOT_FOUND,
@@ -40,6 +42,8 @@ DOCUMENTED: dict[type[errors.ReelscanError], grpc.StatusCode] = {
     errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
     EngineClosed: grpc.StatusCode.UNAVAILABLE,
+    errors.Aborted: grpc.StatusCode.ABORTED,
+    ShardFailed: grpc.StatusCode.ABORTED,
 }
 CASES = [pytest.param(cls, code, id=cls.__name__) for cls, code in DOCUMENTED.items()]
 SPEC = {"path": "/media/a", "recursive": True, "force": False, "extensions": ["mp4"], "follow_symlinks": False}

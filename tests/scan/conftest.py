@@ -89,6 +89,24 @@ async def library_store(request: pytest.FixtureRequest, tmp_path: Path) -> Async
 
 
 @dataclass
+class _NoChildren:
+    """Children of a job run outside an engine: it has none and cannot have any (sharded scans run in an engine:
+    tests/scan/test_sharded_scans.py)."""
+
+    async def spawn(self, plan: Mapping[str, Any], payloads: Any) -> list[Any]:
+        raise AssertionError("a job run outside an engine cannot spawn children")
+
+    async def payload(self) -> None:
+        return None
+
+    async def current(self) -> list[Any]:
+        return []
+
+    def release_slot(self) -> None:
+        pass
+
+
+@dataclass
 class RecordingContext:
     """A JobContext that records every report, as the engine would receive them."""
 
@@ -96,6 +114,11 @@ class RecordingContext:
     job_id: str = "job-1"
     reports: list[dict[str, Any]] = field(default_factory=list)
     results: list[dict[str, int]] = field(default_factory=list)
+    parent_id: str = ""
+
+    @property
+    def children(self) -> _NoChildren:
+        return _NoChildren()
 
     def report(
         self,

@@ -68,7 +68,7 @@ class JobProgress(_message.Message):
     def __init__(self, stage: _Optional[_Union[JobStage, str]] = ..., items_done: _Optional[int] = ..., items_total: _Optional[int] = ..., current_item: _Optional[str] = ..., items_per_second: _Optional[float] = ..., eta: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "kind", "state", "progress", "progress_detail", "seq", "scan", "timeout", "create_time", "start_time", "finish_time", "update_time", "cancel_requested", "result", "error", "watcher_count", "replica_id", "replica_address")
+    __slots__ = ("id", "kind", "state", "progress", "progress_detail", "seq", "scan", "timeout", "create_time", "start_time", "finish_time", "update_time", "cancel_requested", "result", "error", "watcher_count", "replica_id", "replica_address", "parent_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +87,7 @@ class Job(_message.Message):
     WATCHER_COUNT_FIELD_NUMBER: _ClassVar[int]
     REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
     REPLICA_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PARENT_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     kind: JobKind
     state: JobState
@@ -105,7 +106,8 @@ class Job(_message.Message):
     watcher_count: int
     replica_id: str
     replica_address: str
-    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[JobKind, str]] = ..., state: _Optional[_Union[JobState, str]] = ..., progress: _Optional[float] = ..., progress_detail: _Optional[_Union[JobProgress, _Mapping]] = ..., seq: _Optional[int] = ..., scan: _Optional[_Union[_scan_pb2.ScanSpec, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_requested: _Optional[bool] = ..., result: _Optional[_Union[_scan_pb2.ScanResult, _Mapping]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., watcher_count: _Optional[int] = ..., replica_id: _Optional[str] = ..., replica_address: _Optional[str] = ...) -> None: ...
+    parent_id: str
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[JobKind, str]] = ..., state: _Optional[_Union[JobState, str]] = ..., progress: _Optional[float] = ..., progress_detail: _Optional[_Union[JobProgress, _Mapping]] = ..., seq: _Optional[int] = ..., scan: _Optional[_Union[_scan_pb2.ScanSpec, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_requested: _Optional[bool] = ..., result: _Optional[_Union[_scan_pb2.ScanResult, _Mapping]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., watcher_count: _Optional[int] = ..., replica_id: _Optional[str] = ..., replica_address: _Optional[str] = ..., parent_id: _Optional[str] = ...) -> None: ...
 
 class JobUpdate(_message.Message):
     __slots__ = ("job_id", "seq", "state", "progress", "progress_detail", "update_time", "result", "error", "job")

@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from reelscan.v1 import job_pb2 as reelscan_dot_v1_dot_job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dreelscan/v1/job_service.proto\x12\x0breelscan.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x15reelscan/v1/job.proto\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"/\n\x0eGetJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.reelscan.v1.Job\"\x84\x01\n\x0fListJobsRequest\x12%\n\x06states\x18\x01 \x03(\x0e\x32\x15.reelscan.v1.JobState\x12#\n\x05kinds\x18\x02 \x03(\x0e\x32\x14.reelscan.v1.JobKind\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"K\n\x10ListJobsResponse\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.reelscan.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"2\n\x11\x43\x61ncelJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.reelscan.v1.Job\"\"\n\x10\x44\x65leteJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x13\n\x11\x44\x65leteJobResponse\"L\n\x0eWaitJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\">\n\x0fWaitJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.reelscan.v1.Job\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t2\xba\x03\n\nJobService\x12\x41\n\x06GetJob\x12\x1a.reelscan.v1.GetJobRequest\x1a\x1b.reelscan.v1.GetJobResponse\x12G\n\x08ListJobs\x12\x1c.reelscan.v1.ListJobsRequest\x1a\x1d.reelscan.v1.ListJobsResponse\x12J\n\tCancelJob\x12\x1d.reelscan.v1.CancelJobRequest\x1a\x1e.reelscan.v1.CancelJobResponse\x12J\n\tDeleteJob\x12\x1d.reelscan.v1.DeleteJobRequest\x1a\x1e.reelscan.v1.DeleteJobResponse\x12\x44\n\x07WaitJob\x12\x1b.reelscan.v1.WaitJobRequest\x1a\x1c.reelscan.v1.WaitJobResponse\x12\x42\n\x08WatchJob\x12\x1c.reelscan.v1.WatchJobRequest\x1a\x16.reelscan.v1.JobUpdate0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dreelscan/v1/job_service.proto\x12\x0breelscan.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x15reelscan/v1/job.proto\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"/\n\x0eGetJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.reelscan.v1.Job\"\x97\x01\n\x0fListJobsRequest\x12%\n\x06states\x18\x01 \x03(\x0e\x32\x15.reelscan.v1.JobState\x12#\n\x05kinds\x18\x02 \x03(\x0e\x32\x14.reelscan.v1.JobKind\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x11\n\tparent_id\x18\x05 \x01(\t\"K\n\x10ListJobsResponse\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.reelscan.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"2\n\x11\x43\x61ncelJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.reelscan.v1.Job\"\"\n\x10\x44\x65leteJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x13\n\x11\x44\x65leteJobResponse\"L\n\x0eWaitJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\">\n\x0fWaitJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.reelscan.v1.Job\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t2\xba\x03\n\nJobService\x12\x41\n\x06GetJob\x12\x1a.reelscan.v1.GetJobRequest\x1a\x1b.reelscan.v1.GetJobResponse\x12G\n\x08ListJobs\x12\x1c.reelscan.v1.ListJobsRequest\x1a\x1d.reelscan.v1.ListJobsResponse\x12J\n\tCancelJob\x12\x1d.reelscan.v1.CancelJobRequest\x1a\x1e.reelscan.v1.CancelJobResponse\x12J\n\tDeleteJob\x12\x1d.reelscan.v1.DeleteJobRequest\x1a\x1e.reelscan.v1.DeleteJobResponse\x12\x44\n\x07WaitJob\x12\x1b.reelscan.v1.WaitJobRequest\x1a\x1c.reelscan.v1.WaitJobResponse\x12\x42\n\x08WatchJob\x12\x1c.reelscan.v1.WatchJobRequest\x1a\x16.reelscan.v1.JobUpdate0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,23 +38,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETJOBRESPONSE']._serialized_start=134
   _globals['_GETJOBRESPONSE']._serialized_end=181
   _globals['_LISTJOBSREQUEST']._serialized_start=184
-  _globals['_LISTJOBSREQUEST']._serialized_end=316
-  _globals['_LISTJOBSRESPONSE']._serialized_start=318
-  _globals['_LISTJOBSRESPONSE']._serialized_end=393
-  _globals['_CANCELJOBREQUEST']._serialized_start=395
-  _globals['_CANCELJOBREQUEST']._serialized_end=429
-  _globals['_CANCELJOBRESPONSE']._serialized_start=431
-  _globals['_CANCELJOBRESPONSE']._serialized_end=481
-  _globals['_DELETEJOBREQUEST']._serialized_start=483
-  _globals['_DELETEJOBREQUEST']._serialized_end=517
-  _globals['_DELETEJOBRESPONSE']._serialized_start=519
-  _globals['_DELETEJOBRESPONSE']._serialized_end=538
-  _globals['_WAITJOBREQUEST']._serialized_start=540
-  _globals['_WAITJOBREQUEST']._serialized_end=616
-  _globals['_WAITJOBRESPONSE']._serialized_start=618
-  _globals['_WAITJOBRESPONSE']._serialized_end=680
-  _globals['_WATCHJOBREQUEST']._serialized_start=682
-  _globals['_WATCHJOBREQUEST']._serialized_end=715
-  _globals['_JOBSERVICE']._serialized_start=718
-  _globals['_JOBSERVICE']._serialized_end=1160
+  _globals['_LISTJOBSREQUEST']._serialized_end=335
+  _globals['_LISTJOBSRESPONSE']._serialized_start=337
+  _globals['_LISTJOBSRESPONSE']._serialized_end=412
+  _globals['_CANCELJOBREQUEST']._serialized_start=414
+  _globals['_CANCELJOBREQUEST']._serialized_end=448
+  _globals['_CANCELJOBRESPONSE']._serialized_start=450
+  _globals['_CANCELJOBRESPONSE']._serialized_end=500
+  _globals['_DELETEJOBREQUEST']._serialized_start=502
+  _globals['_DELETEJOBREQUEST']._serialized_end=536
+  _globals['_DELETEJOBRESPONSE']._serialized_start=538
+  _globals['_DELETEJOBRESPONSE']._serialized_end=557
+  _globals['_WAITJOBREQUEST']._serialized_start=559
+  _globals['_WAITJOBREQUEST']._serialized_end=635
+  _globals['_WAITJOBRESPONSE']._serialized_start=637
+  _globals['_WAITJOBRESPONSE']._serialized_end=699
+  _globals['_WATCHJOBREQUEST']._serialized_start=701
+  _globals['_WATCHJOBREQUEST']._serialized_end=734
+  _globals['_JOBSERVICE']._serialized_start=737
+  _globals['_JOBSERVICE']._serialized_end=1179
 # @@protoc_insertion_point(module_scope)

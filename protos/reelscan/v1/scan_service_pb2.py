@@ -26,17 +26,19 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from reelscan.v1 import job_pb2 as reelscan_dot_v1_dot_job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ereelscan/v1/scan_service.proto\x12\x0breelscan.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x15reelscan/v1/job.proto\"\xae\x01\n\x10StartScanRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x16\n\trecursive\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\x12\x12\n\nextensions\x18\x04 \x03(\t\x12\x17\n\x0f\x66ollow_symlinks\x18\x05 \x01(\x08\x12*\n\x07timeout\x18\x06 \x01(\x0b\x32\x19.google.protobuf.DurationB\x0c\n\n_recursive\"D\n\x11StartScanResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.reelscan.v1.Job\x12\x10\n\x08\x65xisting\x18\x02 \x01(\x08\x32Y\n\x0bScanService\x12J\n\tStartScan\x12\x1d.reelscan.v1.StartScanRequest\x1a\x1e.reelscan.v1.StartScanResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ereelscan/v1/scan_service.proto\x12\x0breelscan.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x15reelscan/v1/job.proto\"\xd7\x01\n\x10StartScanRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x16\n\trecursive\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\x12\x12\n\nextensions\x18\x04 \x03(\t\x12\x17\n\x0f\x66ollow_symlinks\x18\x05 \x01(\x08\x12*\n\x07timeout\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x08sharding\x18\x07 \x01(\x0e\x32\x15.reelscan.v1.ShardingB\x0c\n\n_recursive\"D\n\x11StartScanResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.reelscan.v1.Job\x12\x10\n\x08\x65xisting\x18\x02 \x01(\x08*`\n\x08Sharding\x12\x18\n\x14SHARDING_UNSPECIFIED\x10\x00\x12\x11\n\rSHARDING_AUTO\x10\x01\x12\x13\n\x0fSHARDING_ALWAYS\x10\x02\x12\x12\n\x0eSHARDING_NEVER\x10\x03\x32Y\n\x0bScanService\x12J\n\tStartScan\x12\x1d.reelscan.v1.StartScanRequest\x1a\x1e.reelscan.v1.StartScanResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'reelscan.v1.scan_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_SHARDING']._serialized_start=390
+  _globals['_SHARDING']._serialized_end=486
   _globals['_STARTSCANREQUEST']._serialized_start=103
-  _globals['_STARTSCANREQUEST']._serialized_end=277
-  _globals['_STARTSCANRESPONSE']._serialized_start=279
-  _globals['_STARTSCANRESPONSE']._serialized_end=347
-  _globals['_SCANSERVICE']._serialized_start=349
-  _globals['_SCANSERVICE']._serialized_end=438
+  _globals['_STARTSCANREQUEST']._serialized_end=318
+  _globals['_STARTSCANRESPONSE']._serialized_start=320
+  _globals['_STARTSCANRESPONSE']._serialized_end=388
+  _globals['_SCANSERVICE']._serialized_start=488
+  _globals['_SCANSERVICE']._serialized_end=577
 # @@protoc_insertion_point(module_scope)
