@@ -206,12 +206,14 @@ class AsyncReelscanClient:
         follow_symlinks: bool = False,
         timeout: float | datetime.timedelta | None = None,  # noqa: ASYNC109 - the job's limit, not the call's
         rpc_timeout: float | None = None,
+        sharding: str | None = None,
     ) -> scan_service_pb2.StartScanResponse:
         """Starts a scan of the server-side directory `path` and returns at once with its job (`response.job`).
 
         `timeout` is the job's time limit (server default when None), not the call's deadline (`rpc_timeout`).
         If a scan of the same root is already pending or running, that job is returned and `response.existing`
-        is true.
+        is true. `sharding` ("auto", "always", "never"; None: auto) says whether a big scan may be split into
+        shards that every replica helps to probe.
         """
         request = start_scan_request(
             path,
@@ -219,6 +221,7 @@ class AsyncReelscanClient:
             force=force,
             extensions=extensions,
             follow_symlinks=follow_symlinks,
+            sharding=sharding,
             timeout=timeout,
         )
         return await self._call(START_SCAN, request, rpc_timeout)
@@ -233,6 +236,7 @@ class AsyncReelscanClient:
         extensions: Iterable[str] | None = None,
         follow_symlinks: bool = False,
         timeout: float | datetime.timedelta | None = None,  # noqa: ASYNC109 - the job's limit, not the call's
+        sharding: str | None = None,
     ) -> job_pb2.Job:
         """Starts a scan, watches it to the end (calling `on_update`, sync or async, with each JobUpdate) and
         returns the final Job. Reaching a terminal state is success for this call: check `job.state`."""
@@ -243,6 +247,7 @@ class AsyncReelscanClient:
             extensions=extensions,
             follow_symlinks=follow_symlinks,
             timeout=timeout,
+            sharding=sharding,
         )
         return await self.follow_job(started.job.id, on_update=on_update)
 
@@ -273,9 +278,11 @@ class AsyncReelscanClient:
         page_size: int = 0,
         limit: int | None = None,
         rpc_timeout: float | None = None,
+        parent_id: str = "",
     ) -> AsyncIterator[job_pb2.Job]:
-        """Yields jobs newest first, fetching pages as needed; stops after `limit` jobs when given."""
-        request = list_jobs_request(states, kinds, page_size_for(page_size, limit))
+        """Yields jobs newest first, fetching pages as needed; stops after `limit` jobs when given. Jobs of their
+        own, or with `parent_id` the children (shards) of that job."""
+        request = list_jobs_request(states, kinds, page_size_for(page_size, limit), parent_id)
         return self._paged(LIST_JOBS, request, lambda r: (r.jobs, r.next_page_token), limit, rpc_timeout)
 
     async def cancel_job(self, job_id: str, *, rpc_timeout: float | None = None) -> job_pb2.Job:

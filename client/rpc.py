@@ -191,6 +191,7 @@ def start_scan_request(
     extensions: Iterable[str] | None,
     follow_symlinks: bool,
     timeout: float | datetime.timedelta | None,
+    sharding: str | None = None,
 ) -> scan_service_pb2.StartScanRequest:
     request = scan_service_pb2.StartScanRequest(
         path=os.fspath(path),
@@ -198,6 +199,7 @@ def start_scan_request(
         force=force,
         extensions=[e.lstrip(".") for e in extensions or ()],
         follow_symlinks=follow_symlinks,
+        sharding=sharding_value(sharding),
     )
     if timeout is not None:
         request.timeout.CopyFrom(seconds_to_duration(timeout))
@@ -240,10 +242,32 @@ def get_video_request(id_or_path: str | os.PathLike[str]) -> library_pb2.GetVide
     return library_pb2.GetVideoRequest(id=id_or_path)
 
 
+SHARDING = {
+    "auto": scan_service_pb2.SHARDING_AUTO,
+    "always": scan_service_pb2.SHARDING_ALWAYS,
+    "never": scan_service_pb2.SHARDING_NEVER,
+}
+
+
+def sharding_value(mode: str | None) -> scan_service_pb2.Sharding:
+    """ "auto", "always" or "never" (None: the server's default, auto) as the request's enum value."""
+    if mode is None:
+        return scan_service_pb2.SHARDING_UNSPECIFIED
+    try:
+        return SHARDING[mode.lower()]
+    except KeyError:
+        raise ValueError(f"sharding must be one of {', '.join(SHARDING)}, not {mode!r}") from None
+
+
 def list_jobs_request(
-    states: Iterable[job_pb2.JobState] | None, kinds: Iterable[job_pb2.JobKind] | None, page_size: int
+    states: Iterable[job_pb2.JobState] | None,
+    kinds: Iterable[job_pb2.JobKind] | None,
+    page_size: int,
+    parent_id: str = "",
 ) -> job_service_pb2.ListJobsRequest:
-    return job_service_pb2.ListJobsRequest(states=list(states or ()), kinds=list(kinds or ()), page_size=page_size)
+    return job_service_pb2.ListJobsRequest(
+        states=list(states or ()), kinds=list(kinds or ()), page_size=page_size, parent_id=parent_id
+    )
 
 
 def wait_request(job_id: str, chunk_s: float) -> job_service_pb2.WaitJobRequest:

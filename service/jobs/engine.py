@@ -299,6 +299,11 @@ class JobEngine:
         """Deletes a terminal job (and, through its handler, whatever belongs to it)."""
         self._check_open()
         job = await self.get(job_id)
+        if job.parent_id:
+            raise FailedPrecondition(
+                f"job {job_id} is a shard of job {job.parent_id}; delete that job (its shards go with it)",
+                field="job_id",
+            )
         if not job.terminal:
             raise FailedPrecondition(
                 f"job {job_id} is {job.state.name}; only finished jobs can be deleted (cancel it first)",

@@ -831,3 +831,90 @@ async def test_delete_removes_finished_jobs_only(job_store: JobStore) -> None:
     assert await s.save(transition(run, JobState.SUCCEEDED, now=T0 + 5))
     assert await s.delete(run.id)
     assert await all_ids(s) == ["job-002"]
+
+
+# ---- children (shards of a big scan) ---------------------------------------------------------------------------
+
+
+def child_of(parent: Job, i: int) -> Job:
+    return new_job(500 + i, parent_id=parent.id, spec={**parent.spec, "shard_index": i})
+
+
+async def test_spawned_children_are_pending_jobs_of_their_parent_with_their_payloads(job_store: JobStore) -> None:
+    parent = await running(job_store, 1)
+    # a payload keeps a file name that is not UTF-8 (surrogate escapes) exactly as it came
+    payloads = [{"files": [["bad-\udcff.mp4", 1, 2, 0]]}, {"files": [["ok.mp4", 3, 4, 1]]}]
+    children = [child_of(parent, i) for i in range(2)]
+    spawned = await job_store.spawn_children(parent, {"plan": 1}, list(zip(children, payloads, strict=True)))
+    assert spawned is not None and [c.id for c in spawned] == [c.id for c in children]
+    listed = await job_store.list_children(parent.id)
+    assert [(c.id, c.state, c.parent_id) for c in listed] == [(c.id, JobState.PENDING, parent.id) for c in children]
+    assert await job_store.get_payload(parent.id) == {"plan": 1}
+    assert [await job_store.get_payload(c.id) for c in children] == payloads
+    assert await job_store.get_payload("job-999") is None
+    # children are claimed like any job
+    claimed = await job_store.claim("A", [JobKind.SCAN], 5)
+    assert [c.id for c in claimed] == [c.id for c in children] and all(c.parent_id == parent.id for c in claimed)
+
+
+async def test_spawning_is_idempotent_and_fenced_on_the_parents_owner(job_store: JobStore) -> None:
+    parent = await running(job_store, 1)
+    other = await running(job_store, 2)
+    first = await job_store.spawn_children(parent, {"run": 1}, [(child_of(parent, 0), {"n": 0})])
+    again = await job_store.spawn_children(
+        parent, {"run": 2}, [(child_of(parent, 5), {"n": 5}), (child_of(parent, 6), {"n": 6})]
+    )
+    assert first is not None and again is not None and [c.id for c in again] == [c.id for c in first]
+    assert await job_store.get_payload(parent.id) == {"run": 1}  # the first plan stands: a successor adopts it
+    assert await job_store.get_payload(child_of(parent, 5).id) is None
+    stale = dataclasses.replace(parent, epoch=parent.epoch - 1)
+    assert await job_store.spawn_children(stale, {}, [(child_of(stale, 1), {})]) is None
+    assert await job_store.spawn_children(dataclasses.replace(other, owner="B"), {}, [(child_of(other, 1), {})]) is None
+    assert await job_store.list_children(other.id) == []
+
+
+async def test_children_are_listed_by_parent_only_and_outside_the_queue_bound(job_store: JobStore) -> None:
+    parent = await running(job_store, 1)
+    await job_store.spawn_children(parent, {}, [(child_of(parent, i), {}) for i in range(3)])
+    assert await all_ids(job_store) == [parent.id]
+    children, token = await job_store.list_page(states=(), kinds=(), page_size=2, page_token="", parent_id=parent.id)
+    rest, last = await job_store.list_page(states=(), kinds=(), page_size=2, page_token=token, parent_id=parent.id)
+    assert [c.id for c in children + rest] == [child_of(parent, i).id for i in (2, 1, 0)] and last == ""
+    with pytest.raises(InvalidArgument):  # a token names its filters, the parent included
+        await job_store.list_page(states=(), kinds=(), page_size=2, page_token=token)
+    # three pending children, and a bound of one: a new job of its own is still accepted
+    _, existed = await job_store.submit(new_job(2), max_pending=1)
+    assert not existed
+
+
+async def test_cancelling_a_parent_cancels_its_active_children_in_the_same_step(job_store: JobStore) -> None:
+    parent = await running(job_store, 1)
+    children = [child_of(parent, i) for i in range(3)]
+    await job_store.spawn_children(parent, {}, [(c, {}) for c in children])
+    (first,) = await job_store.claim("A", [JobKind.SCAN], 1)
+    assert first.id == children[0].id
+    cancelled = await job_store.request_cancel(parent.id)
+    assert cancelled is not None and cancelled.cancel_requested and cancelled.state is JobState.RUNNING
+    states = {c.id: (c.state, c.cancel_requested) for c in await job_store.list_children(parent.id)}
+    assert states == {
+        children[0].id: (JobState.RUNNING, True),  # its owner hears of it and stops it
+        children[1].id: (JobState.CANCELLED, True),
+        children[2].id: (JobState.CANCELLED, True),
+    }
+
+
+async def test_deleting_a_parent_deletes_its_children_and_payloads_and_retention_skips_children(
+    job_store: JobStore,
+) -> None:
+    parent = await running(job_store, 1)
+    children = [child_of(parent, i) for i in range(2)]
+    await job_store.spawn_children(parent, {"p": 1}, [(c, {"c": 1}) for c in children])
+    for child in await job_store.claim("A", [JobKind.SCAN], 2):
+        assert await job_store.save(transition(child, JobState.SUCCEEDED, now=T0 + 10))
+    assert await job_store.save(transition(parent, JobState.SUCCEEDED, now=T0 + 20))
+    finished = await job_store.list_finished_before(time.time() + 3600, 100)
+    assert [j.id for j in finished] == [parent.id]  # children go with their parent, never on their own
+    assert await job_store.delete(parent.id)
+    assert await job_store.list_children(parent.id) == []
+    assert [await job_store.get(c.id) for c in children] == [None, None]
+    assert [await job_store.get_payload(i) for i in (parent.id, children[0].id)] == [None, None]
