@@ -194,8 +194,9 @@ def report_error(error: ReelscanError, server: str) -> int:
     return EXIT_FAILED
 
 
-# Job ids are 32 lower-case hex digits (a UUID); a shorter piece of one is looked up among the server's jobs.
-FULL_JOB_ID = re.compile(r"[0-9a-f]{32}")
+# Job ids are 32 lower-case hex digits (a UUID), a shard's with its number after a dash (`<parent>-003`); a shorter
+# piece of one is looked up among the server's jobs.
+FULL_JOB_ID = re.compile(r"[0-9a-f]{32}(-[0-9]{3,})?")
 MIN_JOB_PREFIX = 6
 
 

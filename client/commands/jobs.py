@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Iterator
+import collections
+from collections.abc import Iterator, Sequence
 
 from reelscan.client import format as fmt
 from reelscan.client.commands.common import (
@@ -48,6 +49,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help=f"only jobs in this state (repeatable): {', '.join(fmt.STATE_CHOICES)}",
     )
     p.add_argument("--limit", type=positive_int, default=20, help="show at most N jobs, 0 for all [default 20]")
+    p.add_argument(
+        "--parent",
+        metavar="JOB_ID",
+        help="list the shards of this sharded scan (they are not in the default listing)",
+    )
     p.add_argument(
         "--watch",
         "-w",
@@ -132,11 +138,14 @@ def list_row(job: job_pb2.Job, *, tty: bool) -> list[str]:
 def run_list(ns: argparse.Namespace) -> int:
     out = Output(json_mode=ns.json)
     with sync_client(ns) as client:
+        parent = resolve_job_id(client, ns.parent) if ns.parent else ""
         if ns.watch:
             from reelscan.client.commands.watch_list import watch_jobs  # it uses this module's table layout
 
-            return watch_jobs(client, out, states=ns.state, limit=ns.limit or None, interval=ns.interval)
-        jobs: Iterator[job_pb2.Job] = client.list_jobs(states=ns.state, limit=ns.limit or None)
+            return watch_jobs(
+                client, out, states=ns.state, limit=ns.limit or None, interval=ns.interval, parent_id=parent
+            )
+        jobs: Iterator[job_pb2.Job] = client.list_jobs(states=ns.state, limit=ns.limit or None, parent_id=parent)
         if ns.json:
             for job in jobs:
                 out.json(job)
@@ -179,19 +188,35 @@ def describe(job: job_pb2.Job, *, tty: bool = True) -> list[tuple[str, str]]:
         pairs.append(("extensions", ", ".join(spec.extensions) or "-"))
     if job.replica_address:
         pairs.append(("replica", job.replica_address))
+    if job.parent_id:
+        pairs.append(("shard of", job.parent_id))
     if job.HasField("error") and job.error.message:
         pairs.append(("error", job.error.message))
     return pairs
+
+
+def shards_summary(shards: Sequence[job_pb2.Job]) -> str:
+    """`15 (12 succeeded, 3 running on 2 replicas)`: a sharded scan's shards at a glance."""
+    states = collections.Counter(fmt.state_label(s.state) for s in shards)
+    running = {s.replica_address for s in shards if s.state == job_pb2.JOB_STATE_RUNNING and s.replica_address}
+    text = ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
+    if running:
+        text += f"; running on {len(running)} replica{'s' if len(running) != 1 else ''}"
+    return f"{len(shards)} ({text})"
 
 
 def run_get(ns: argparse.Namespace) -> int:
     out = Output(json_mode=ns.json)
     with sync_client(ns) as client:
         job = client.get_job(resolve_job_id(client, ns.job_id))
+        shards = [] if job.parent_id else list(client.list_jobs(parent_id=job.id))
     if ns.json:
         out.json(job)
     else:
-        out.fields(describe(job, tty=out.tty))
+        pairs = describe(job, tty=out.tty)
+        if shards:
+            pairs.append(("shards", shards_summary(shards) + f"; `reelscan jobs list --parent {job.id}`"))
+        out.fields(pairs)
     return EXIT_OK
 
 

@@ -52,6 +52,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--timeout", metavar="S", type=positive_float, help="the job's time limit in seconds [default: the server's]"
     )
     parser.add_argument(
+        "--sharding",
+        choices=("auto", "always", "never"),
+        help="split a big scan into shards that every replica helps to probe: auto (past the server's "
+        "--shard-threshold), always, or never [default: auto]",
+    )
+    parser.add_argument(
         "--detach", action="store_true", help="print the job id (or the job, with --json) and return at once"
     )
     add_json_argument(parser)
@@ -104,6 +110,7 @@ async def _scan(ns: argparse.Namespace) -> int:
                 extensions=extensions,
                 follow_symlinks=ns.follow_symlinks,
                 timeout=ns.timeout,
+                sharding=ns.sharding,
             )
             job = started.job
             ns.started_job_id = job.id

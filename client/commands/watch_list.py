@@ -27,15 +27,22 @@ from reelscan.v1 import job_pb2
 class JobPoller:
     """One ListJobs listing per poll; remembers each job's seq to tell which rows changed."""
 
-    def __init__(self, client: ReelscanClient, states: Sequence[job_pb2.JobState] | None, limit: int | None) -> None:
+    def __init__(
+        self,
+        client: ReelscanClient,
+        states: Sequence[job_pb2.JobState] | None,
+        limit: int | None,
+        parent_id: str = "",
+    ) -> None:
         self._client = client
         self._states = states
         self._limit = limit
+        self._parent_id = parent_id
         self._seen: dict[str, int] = {}
 
     def poll(self) -> tuple[list[job_pb2.Job], list[job_pb2.Job]]:
         """(every job listed now, newest first; those new or changed since the last poll, oldest first)."""
-        jobs = list(self._client.list_jobs(states=self._states, limit=self._limit))
+        jobs = list(self._client.list_jobs(states=self._states, limit=self._limit, parent_id=self._parent_id))
         changed = [job for job in reversed(jobs) if self._seen.get(job.id) != job.seq]
         self._seen = {job.id: job.seq for job in jobs}
         return jobs, changed
@@ -48,10 +55,11 @@ def watch_jobs(
     states: Sequence[job_pb2.JobState] | None,
     limit: int | None,
     interval: float,
+    parent_id: str = "",
 ) -> int:
     """Runs until Ctrl-C (KeyboardInterrupt, exit 130 from the caller). A lost connection is retried every
-    interval, with one note when it goes and one when it is back."""
-    poller = JobPoller(client, states, limit)
+    interval, with one note when it goes and one when it is back. `parent_id`: that sharded scan's shards."""
+    poller = JobPoller(client, states, limit, parent_id)
     if out.console is None or out.json_mode:
         return _watch_lines(poller, out, interval)
     return _watch_live(poller, out, interval)
