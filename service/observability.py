@@ -108,6 +108,8 @@ def describe_settings(
         "job_timeout_s": s.job_timeout_s,
         "job_retention_s": s.job_retention_s,
         "lease_ttl_s": s.lease_ttl_s,
+        "shard_threshold": s.shard_threshold,
+        "shard_size": s.shard_size,
         "grace_period_s": s.grace_period_s,
         "max_message_bytes": s.max_message_bytes,
         "extensions": list(s.extensions),

@@ -104,6 +104,7 @@ def describe(info: server_service_pb2.ServerInfo, *, tty: bool = True) -> list[t
         ("max message size", f"{fmt.size(limits.max_message_bytes)} ({limits.max_message_bytes} bytes)"),
         ("lease TTL", fmt.short_duration(_seconds(limits.lease_ttl))),
         ("grace period", fmt.short_duration(_seconds(limits.grace_period))),
+        ("sharding", f"scans of {limits.shard_threshold}+ files to probe, in shards of about {limits.shard_size}"),
         ("runtime", f"Python {info.python_version}, grpcio {info.grpc_version}"),
     ]
     return pairs

@@ -77,6 +77,8 @@ def static_info(settings: Settings) -> server_service_pb2.ServerInfo:
         max_message_bytes=settings.max_message_bytes,
         lease_ttl=seconds(settings.lease_ttl_s),
         grace_period=seconds(settings.grace_period_s),
+        shard_threshold=settings.shard_threshold,
+        shard_size=settings.shard_size,
     )
     return server_service_pb2.ServerInfo(
         version=version.package_version(),

@@ -90,7 +90,7 @@ class ProberInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., workers: _Optional[int] = ..., pyav_version: _Optional[str] = ..., ffmpeg_version: _Optional[str] = ..., library_versions: _Optional[_Mapping[str, str]] = ..., ffprobe_version: _Optional[str] = ...) -> None: ...
 
 class ServerLimits(_message.Message):
-    __slots__ = ("max_concurrent_jobs", "max_queued_jobs", "max_watchers", "job_timeout", "probe_timeout", "probe_workers", "job_retention", "max_message_bytes", "lease_ttl", "grace_period")
+    __slots__ = ("max_concurrent_jobs", "max_queued_jobs", "max_watchers", "job_timeout", "probe_timeout", "probe_workers", "job_retention", "max_message_bytes", "lease_ttl", "grace_period", "shard_threshold", "shard_size")
     MAX_CONCURRENT_JOBS_FIELD_NUMBER: _ClassVar[int]
     MAX_QUEUED_JOBS_FIELD_NUMBER: _ClassVar[int]
     MAX_WATCHERS_FIELD_NUMBER: _ClassVar[int]
@@ -101,6 +101,8 @@ class ServerLimits(_message.Message):
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     LEASE_TTL_FIELD_NUMBER: _ClassVar[int]
     GRACE_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    SHARD_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    SHARD_SIZE_FIELD_NUMBER: _ClassVar[int]
     max_concurrent_jobs: int
     max_queued_jobs: int
     max_watchers: int
@@ -111,7 +113,9 @@ class ServerLimits(_message.Message):
     max_message_bytes: int
     lease_ttl: _duration_pb2.Duration
     grace_period: _duration_pb2.Duration
-    def __init__(self, max_concurrent_jobs: _Optional[int] = ..., max_queued_jobs: _Optional[int] = ..., max_watchers: _Optional[int] = ..., job_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., probe_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., probe_workers: _Optional[int] = ..., job_retention: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_message_bytes: _Optional[int] = ..., lease_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., grace_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    shard_threshold: int
+    shard_size: int
+    def __init__(self, max_concurrent_jobs: _Optional[int] = ..., max_queued_jobs: _Optional[int] = ..., max_watchers: _Optional[int] = ..., job_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., probe_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., probe_workers: _Optional[int] = ..., job_retention: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_message_bytes: _Optional[int] = ..., lease_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., grace_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., shard_threshold: _Optional[int] = ..., shard_size: _Optional[int] = ...) -> None: ...
 
 class DatabaseInfo(_message.Message):
     __slots__ = ("kind", "location", "host", "port", "name", "user")
