@@ -3,7 +3,7 @@
 Usage: python -m bench [--quick] [--only NAME[,NAME...]] [--set SIZE=N ...] [--profile DIR] [--json PATH]
 Names: cold_scan, rescan, watch_fanout, unary_qps, latency, cancel, memory, metrics_overhead, and on PostgreSQL
 (several replicas; skipped, saying why, where the server binaries are absent) replica_watch, replica_cancel,
-replica_scaling, replica_qps (see bench/README.md).
+replica_scaling, replica_qps, replica_shards (see bench/README.md).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ BENCHMARKS = (
     "replica_cancel",
     "replica_scaling",
     "replica_qps",
+    "replica_shards",
 )
 
 

@@ -55,6 +55,11 @@ class Sizes:
     scaling_roots: int  # scans submitted at once
     scaling_root_files: int  # files per root (hard links to real clips)
     backend_scan_files: int  # SQLite vs PostgreSQL single-replica cold scan
+    # Sharded scans over replicas (benchmark 13)
+    shard_delay_files: int  # the probe-delay bound scan (hard links to real clips)
+    shard_probe_delay: float  # seconds each of its probes sleeps (--probe-delay): probing, not cores, is the limit
+    shard_size: int  # --shard-size for it
+    shard_real_files: int  # the real-probing scan (2 replicas x 1 worker vs 1 x 2)
 
     @staticmethod
     def full() -> Sizes:
@@ -78,6 +83,10 @@ class Sizes:
             scaling_roots=20,
             scaling_root_files=150,
             backend_scan_files=3000,
+            shard_delay_files=6000,
+            shard_probe_delay=0.005,
+            shard_size=500,
+            shard_real_files=3000,
         )
 
     @staticmethod
@@ -102,6 +111,10 @@ class Sizes:
             scaling_roots=8,
             scaling_root_files=60,
             backend_scan_files=1000,
+            shard_delay_files=1200,
+            shard_probe_delay=0.005,
+            shard_size=100,
+            shard_real_files=600,
         )
 
 

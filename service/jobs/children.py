@@ -7,6 +7,8 @@ with a free slot claims them; their ids are the parent's with a suffix, so they 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -19,6 +21,12 @@ from reelscan.service.jobs.store import JobStore
 
 def child_id(parent_id: str, index: int) -> str:
     return f"{parent_id}-{index + 1:03d}"
+
+
+def parent_of(job_id: str) -> str:
+    """The parent's id if `job_id` has the form of a child's, else "" (change events carry ids only)."""
+    parent, dash, number = job_id.rpartition("-")
+    return parent if dash and number.isdigit() else ""
 
 
 class StoreChildJobs:
@@ -71,6 +79,13 @@ class StoreChildJobs:
             if here is not None and here.job.state is child.state:
                 children[i] = here.job  # fresher progress than the last checkpoint
         return children
+
+    async def changed(self, timeout_s: float) -> None:
+        event = self._live.children_changed
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await event.wait()
+        event.clear()
 
     def release_slot(self) -> None:
         self._release_slot(self._live)

@@ -374,6 +374,7 @@ class JobEngine:
     def job_changed(self, event: ChangeEvent) -> None:
         self._signals += 1
         self._remote.pop(event.job_id, None)
+        self._runner.child_changed(event.job_id)
         if event.deleted:
             self._forget(event.job_id)
             return
@@ -392,6 +393,7 @@ class JobEngine:
         self._signals += 1
         self._remote.clear()
         self._runner.wake()
+        self._runner.wake_coordinators()
         for job_id in self._hub.followed():
             if job_id not in self._runner.live:
                 self._refresh_soon(job_id)

@@ -36,6 +36,10 @@ class ChildJobs(Protocol):
         """The children as they are now (in creation order)."""
         ...
 
+    async def changed(self, timeout_s: float) -> None:
+        """Returns when a child's state or stored progress changed (on any server), or after `timeout_s`."""
+        ...
+
     def release_slot(self) -> None:
         """While it only waits for its children, this job stops counting toward the server's concurrent-job limit
         (otherwise a parent could hold the last slot its own children need)."""

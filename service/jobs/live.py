@@ -58,6 +58,7 @@ class LiveJob:
         self.checkpoint_task: asyncio.Task[None] | None = None
         self.checkpoint_again = False
         self.coordinating = False  # only waits for its children: does not hold one of the server's job slots
+        self.children_changed = asyncio.Event()  # set by the change feed when one of its children changed
 
     @property
     def id(self) -> str:

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 
 from reelscan.service.errors import ReelscanError
 from reelscan.service.jobs.background import BackgroundTasks
-from reelscan.service.jobs.children import StoreChildJobs
+from reelscan.service.jobs.children import StoreChildJobs, parent_of
 from reelscan.service.jobs.handler import JobHandler
 from reelscan.service.jobs.hub import WatchHub
 from reelscan.service.jobs.lease import LeaseKeeper
@@ -96,6 +96,17 @@ class JobRunner:
 
     def _free_slots(self) -> int:
         return self._max_concurrent - sum(1 for live in self.live.values() if not live.coordinating)
+
+    def child_changed(self, job_id: str) -> None:
+        """A change event for `job_id`: if it is a child of a parent coordinating here, wake that parent."""
+        parent = self.live.get(parent_of(job_id))
+        if parent is not None and parent.coordinating:
+            parent.children_changed.set()
+
+    def wake_coordinators(self) -> None:
+        for live in self.live.values():
+            if live.coordinating:
+                live.children_changed.set()
 
     def release_slot(self, live: LiveJob) -> None:
         """A parent that now only waits for its children gives its slot back (they may need it)."""

@@ -102,6 +102,9 @@ class _NoChildren:
     async def current(self) -> list[Any]:
         return []
 
+    async def changed(self, timeout_s: float) -> None:
+        pass
+
     def release_slot(self) -> None:
         pass
 
