@@ -330,3 +330,33 @@ async def test_bad_sharding_and_parent_filters_are_invalid_arguments(api: Api, m
                 timeout=10,
             )
         assert mixed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize("kill", [True, False], ids=["kill-9", "sigterm"])
+async def test_a_restarted_server_adopts_its_sharded_scan_and_ends_with_the_same_result(
+    kill: bool, request: pytest.FixtureRequest, tmp_path: Path, backend: str, media: Path, clip: Path
+) -> None:
+    if backend != "sqlite":
+        pytest.skip("one server restarted on its own file; on PostgreSQL, tests/replicas kill the coordinator")
+    root = make_tree(media / f"restart-{kill}", clip, {"k": 30, "l": 30})
+    with start_server(request, tmp_path, backend, media, "--probe-delay", "0.05") as proc:
+        async with grpc.aio.insecure_channel(proc.address) as channel:
+            api = Api(channel)
+            parent = await api.start(root, sharding=scan_service_pb2.SHARDING_ALWAYS)
+            children = functools.partial(api.jobs_of, parent.id)
+            before = await poll(
+                children, lambda shards: any(s.state == job_pb2.JOB_STATE_SUCCEEDED for s in shards), 30
+            )
+        proc.restart(kill=kill)  # kill -9: the next server recovers at once (it holds the file's lock)
+        async with grpc.aio.insecure_channel(proc.address) as channel:
+            api = Api(channel)
+            final = (await api.watch(parent.id))[-1]
+            shards = await api.jobs_of(parent.id)
+            videos = await api.videos(root)
+    assert final.state == job_pb2.JOB_STATE_SUCCEEDED, final.job.error
+    assert sorted(s.id for s in shards) == sorted(s.id for s in before) == [f"{parent.id}-00{i}" for i in (1, 2, 3)]
+    assert all(s.state == job_pb2.JOB_STATE_SUCCEEDED for s in shards)
+    result = final.job.result
+    assert (result.discovered, result.new, result.probed, result.failed) == (60, 60, 60, 0), result
+    assert sum(s.result.probed for s in shards) == 60
+    assert len(videos) == 60 and all(v.status == library_pb2.VIDEO_STATUS_OK for v in videos)
