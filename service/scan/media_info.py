@@ -408,38 +408,64 @@ def require_media(info: MediaInfo) -> MediaInfo | ProbeFailure:
     return info
 
 
-def explain_failure(head: bytes, size: int, has_moov: bool, reason: str) -> str:
+def explain_failure(head: bytes, size: int, moov: str, reason: str) -> str:
     """A clearer reason for a probe that FFmpeg failed with a generic one ("Invalid data found when processing
-    input"), where the file itself tells the cause: `head` is its first bytes, `has_moov` whether a moov box
-    appears among its top-level boxes (see scan_boxes)."""
+    input"), where the file itself tells the cause: `head` is its first bytes, `moov` what scan_boxes found."""
     if size == 0:
         return EMPTY_FILE
-    if len(head) >= 8 and head[4:8] in _ISO_BMFF_BOXES and not has_moov:
+    if len(head) >= 8 and head[4:8] in _ISO_BMFF_BOXES and moov == "missing":
         return NO_MOOV
     return reason
 
 
-def scan_boxes(read_at: Any, size: int, limit: int = 64) -> bool:
-    """Whether the top-level boxes of an ISO BMFF file include moov: follows box sizes from the start, reading 16
-    bytes per box (`read_at(offset, n)` returns bytes), at most `limit` boxes."""
+# Top-level boxes of an ISO BMFF file; a chain of only these, ending at (or running past) the end of the file
+# without a moov, is a file whose index was never written. Anything else is noise: no guess is made then.
+_TOP_LEVEL_BOXES = frozenset(
+    {
+        b"ftyp",
+        b"styp",
+        b"mdat",
+        b"free",
+        b"skip",
+        b"wide",
+        b"pnot",
+        b"pdin",
+        b"uuid",
+        b"sidx",
+        b"moof",
+        b"mfra",
+        b"meta",
+        b"junk",
+    }
+)
+
+
+def scan_boxes(read_at: Any, size: int, limit: int = 64) -> str:
+    """ "found", "missing" or "unknown": whether the top-level boxes of an ISO BMFF file include moov. Follows box
+    sizes from the start, reading 16 bytes per box (`read_at(offset, n)` returns bytes), at most `limit` boxes."""
     offset = 0
     for _ in range(limit):
-        if offset + 8 > size:
-            return False
+        if offset >= size:
+            return "missing"
         header = read_at(offset, 16)
         if len(header) < 8:
-            return False
+            return "unknown"
         length = int.from_bytes(header[:4], "big")
-        if header[4:8] == b"moov":
-            return True
-        if length == 1 and len(header) >= 16:
+        kind = header[4:8]
+        if kind == b"moov":
+            return "found"
+        if kind not in _TOP_LEVEL_BOXES:
+            return "unknown"
+        if length == 1:
+            if len(header) < 16:
+                return "unknown"
             length = int.from_bytes(header[8:16], "big")
         elif length == 0:  # the box runs to the end of the file
-            return False
+            return "missing"
         if length < 8:
-            return False
+            return "unknown"
         offset += length
-    return False
+    return "unknown"
 
 
 def sniff_failure(path: str | bytes, reason: str) -> str:
@@ -458,17 +484,21 @@ def sniff_failure(path: str | bytes, reason: str) -> str:
                 return f.read(n)
 
             head = read_at(0, 16)
-            has_moov = scan_boxes(read_at, size) if len(head) >= 8 and head[4:8] in _ISO_BMFF_BOXES else False
+            moov = scan_boxes(read_at, size) if len(head) >= 8 and head[4:8] in _ISO_BMFF_BOXES else "unknown"
     except OSError:
         return reason
-    return explain_failure(head, size, has_moov, reason)
+    return explain_failure(head, size, moov, reason)
 
 
 def text(value: object) -> str:
     """A tag or name as reelscan stores it: a bounded string, "" for missing."""
     if value is None:
         return ""
-    return str(value)[:MAX_TEXT]
+    result = str(value)[:MAX_TEXT]
+    if not result.isascii():
+        # Storable everywhere (PostgreSQL text and jsonb, protobuf strings): no lone surrogates.
+        result = result.encode("utf-8", "replace").decode("utf-8")
+    return result.replace("\x00", "\ufffd") if "\x00" in result else result
 
 
 def language(value: object) -> str:

@@ -9,8 +9,8 @@ import contextlib
 import json
 import logging
 import os
-import stat
 import shutil
+import stat
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction

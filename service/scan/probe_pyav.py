@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 import re
+import stat
 from typing import Any
 
 import av
