@@ -116,7 +116,7 @@ def _api() -> _Api | None:
         from av import packet as av_packet
 
         types = {
-            name: int(av_packet.packet_sidedata_type_from_literal(name))  # type: ignore[arg-type]
+            name: int(av_packet.packet_sidedata_type_from_literal(name))
             for name in ("display_matrix", "mastering_display_metadata", "content_light_level", "dovi_conf")
         }
         codec = _load("libavcodec")
@@ -185,13 +185,12 @@ def read(stream: Any) -> SideData | None:
     mdm = get("mastering_display_metadata", _MasteringDisplay)
     mastering = None
     if mdm is not None and (mdm.has_primaries or mdm.has_luminance):
-        p = mdm.display_primaries
-        mastering = MasteringDisplay(
-            *(_ratio(p[c][xy]) if mdm.has_primaries else 0.0 for c in range(3) for xy in range(2)),
-            *(_ratio(mdm.white_point[xy]) if mdm.has_primaries else 0.0 for xy in range(2)),
-            _ratio(mdm.min_luminance) if mdm.has_luminance else 0.0,
-            _ratio(mdm.max_luminance) if mdm.has_luminance else 0.0,
-        )
+        p, w = mdm.display_primaries, mdm.white_point
+        xy = [_ratio(r) for r in (p[0][0], p[0][1], p[1][0], p[1][1], p[2][0], p[2][1], w[0], w[1])]
+        if not mdm.has_primaries:
+            xy = [0.0] * 8
+        lum = (_ratio(mdm.min_luminance), _ratio(mdm.max_luminance)) if mdm.has_luminance else (0.0, 0.0)
+        mastering = MasteringDisplay(xy[0], xy[1], xy[2], xy[3], xy[4], xy[5], xy[6], xy[7], lum[0], lum[1])
     light = get("content_light_level", _ContentLight)
     dovi = get("dovi_conf", _DoviConfig)
     return SideData(

@@ -80,7 +80,7 @@ INTERLACED_FIELD_ORDERS = frozenset({"tt", "bb", "tb", "bt"})
 # Stream dispositions reelscan reports, by FFmpeg's (and ffprobe's) name.
 DISPOSITIONS = ("default", "dub", "original", "comment", "forced", "hearing_impaired", "visual_impaired")
 # HDR formats, by how the file signals them (HDR10+ needs per-frame metadata, which a header probe does not read).
-HDR_FORMATS = ("hdr10", "hlg", "dolby_vision")
+HDR_FORMATS = ("sdr", "hdr10", "hlg", "dolby_vision")
 # Bumped whenever a probe learns new fields: rows probed by an older version count as changed, so the next scan of
 # their root probes them again instead of leaving the new fields empty. 1: before this was stored.
 PROBE_VERSION = 2
@@ -139,7 +139,7 @@ class VideoInfo:
     # Since PROBE_VERSION 2; the defaults are what a row probed before holds.
     color_space: str = ""  # matrix coefficients (bt709, bt2020nc, ...)
     color_range: str = ""  # "tv" (limited) or "pc" (full)
-    hdr_format: str = ""  # one of HDR_FORMATS, "" for SDR
+    hdr_format: str = ""  # one of HDR_FORMATS; "" only for rows probed before PROBE_VERSION 2
     mastering_display: MasteringDisplay | None = None
     max_cll: int = 0  # content light level, cd/m²; 0 when not stated
     max_fall: int = 0
@@ -538,10 +538,10 @@ def rotation_from_tag(tag: object) -> int:
 
 def hdr_format(transfer: str, dovi_profile: int | None) -> str:
     """The HDR format a file signals in its headers: Dolby Vision by its configuration record (whatever the base
-    layer's transfer), else HDR10 for PQ (smpte2084) and HLG for arib-std-b67; "" for SDR."""
+    layer's transfer), else HDR10 for PQ (smpte2084) and HLG for arib-std-b67; "sdr" otherwise."""
     if dovi_profile is not None:
         return "dolby_vision"
-    return {"smpte2084": "hdr10", "arib-std-b67": "hlg"}.get(transfer, "")
+    return {"smpte2084": "hdr10", "arib-std-b67": "hlg"}.get(transfer, "sdr")
 
 
 def ratio_text(num: int, den: int) -> str:
