@@ -25,7 +25,7 @@ os.environ.setdefault("SVT_LOG", "1")
 
 # Encoder used for each codec name as FFmpeg's demuxers report it.
 VIDEO_ENCODERS = {"h264": "libx264", "vp9": "libvpx-vp9", "av1": "libsvtav1"}
-AUDIO_ENCODERS = {"aac": "aac", "opus": "libopus"}
+AUDIO_ENCODERS = {"aac": "aac", "opus": "libopus", "ac3": "ac3"}
 # Encoder options that keep encoding fast and deterministic on tiny frames.
 _VIDEO_OPTIONS = {
     "libx264": {"preset": "ultrafast", "threads": "1"},
