@@ -93,6 +93,9 @@ class SideData:
     dovi_profile: int | None
 
 
+NO_SIDE_DATA = SideData(None, None, None, None, None)
+
+
 @dataclass(frozen=True)
 class _Api:
     side_data_get: Any
@@ -168,6 +171,8 @@ def read(stream: Any) -> SideData | None:
         return None
     if not 0 <= count <= 1024:
         return None
+    if not items or not count:
+        return NO_SIDE_DATA  # most streams: nothing more to read
 
     def get(kind: str, struct: type[ctypes.Structure]) -> Any:
         if not items or not count:
