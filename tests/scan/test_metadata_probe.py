@@ -227,3 +227,14 @@ async def test_ffprobe_gives_the_same_values(mc: MetadataCorpus, same_ffmpeg: bo
             assert outcome == expected, name
     finally:
         await prober.close()
+
+
+def test_readme_lists_the_default_extensions() -> None:
+    import re
+
+    from reelscan.service.config import DEFAULT_EXTENSIONS
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### Video files", 1)[1].split("\n## ", 1)[0]
+    default = section.split("The\ndefault:", 1)[1].split("(", 1)[0]
+    assert re.findall(r"`([a-z0-9]+)`", default) == list(DEFAULT_EXTENSIONS)
