@@ -24,12 +24,13 @@ import av
 os.environ.setdefault("SVT_LOG", "1")
 
 # Encoder used for each codec name as FFmpeg's demuxers report it.
-VIDEO_ENCODERS = {"h264": "libx264", "vp9": "libvpx-vp9", "av1": "libsvtav1"}
+VIDEO_ENCODERS = {"h264": "libx264", "vp9": "libvpx-vp9", "av1": "libsvtav1", "vp8": "libvpx"}
 AUDIO_ENCODERS = {"aac": "aac", "opus": "libopus", "ac3": "ac3"}
 # Encoder options that keep encoding fast and deterministic on tiny frames.
 _VIDEO_OPTIONS = {
     "libx264": {"preset": "ultrafast", "threads": "1"},
     "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0", "threads": "1"},
+    "libvpx": {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0", "threads": "1"},
     "libsvtav1": {"preset": "12"},
 }
 _SUBTITLE_CODECS = {".mkv": "subrip", ".webm": "webvtt", ".mp4": "mov_text", ".mov": "mov_text", ".m4v": "mov_text"}

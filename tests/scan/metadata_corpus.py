@@ -79,6 +79,8 @@ def build_metadata_corpus(directory: Path) -> MetadataCorpus:
     ).path
     files["dolby_vision"] = add_sample_entry_boxes(dv, dvcc_box(8, 6))
     files["rotated"] = make_clip(directory / "phone.mp4", rotation=90, audio_language="eng").path
+    # ffprobe prints VP8's profile as "0" (a codec without profile names), PyAV as none: both must store "".
+    files["vp8"] = make_clip(directory / "vp8.webm", video_codec="vp8", audio_codec="opus").path
     # A camcorder's upper-case extension, found by the default extensions (as MPEG-TS, which it is).
     files["camcorder"] = make_clip(directory / "CAMCORDER" / "00001.MTS", audio_codec="aac").path
     if FFMPEG is not None:

@@ -164,7 +164,8 @@ async def test_scan_errors_say_what_is_wrong(stubs: Stubs, scanned: job_pb2.Job,
 
 
 async def test_list_videos_filters(stubs: Stubs, scanned: job_pb2.Job, root: MetadataCorpus) -> None:
-    mkv = ["hlg.mkv", "hostile.mkv", "surround.mkv"] + (["interlaced.mkv"] if "interlaced" in root.files else [])
+    # FFmpeg names WebM and Matroska alike: vp8.webm is one of them.
+    mkv = ["hlg.mkv", "hostile.mkv", "surround.mkv", "vp8.webm"] + (["interlaced.mkv"] if "interlaced" in root.files else [])
     assert await names(stubs, container="mkv") == sorted(mkv)
     assert await names(stubs, container="MATROSKA") == sorted(mkv)
     assert await names(stubs, container="mts") == ["00001.MTS"]
@@ -183,6 +184,7 @@ async def test_list_videos_filters(stubs: Stubs, scanned: job_pb2.Job, root: Met
         assert await names(stubs, interlaced=True) == ["interlaced.mkv"]
         assert "interlaced.mkv" not in await names(stubs, interlaced=False)
     assert await names(stubs, container="mp4", min_width=90) == ["hdr10.mp4"]
+    assert "vp8.webm" in await names(stubs, container="webm")
 
 
 @pytest.mark.parametrize(
@@ -219,7 +221,7 @@ def test_cli_filters_and_details(server: ServerProcess, scanned: job_pb2.Job, ro
         assert listed("--interlaced") == ["interlaced.mkv"]
         assert "interlaced.mkv" not in listed("--progressive")
     assert listed("--no-subtitles", "--container", "matroska") == sorted(
-        ["hlg.mkv", "hostile.mkv"] + (["interlaced.mkv"] if "interlaced" in root.files else [])
+        ["hlg.mkv", "hostile.mkv", "vp8.webm"] + (["interlaced.mkv"] if "interlaced" in root.files else [])
     )
     bad = run_cli("videos", "list", "--container", "mp4;drop", server=server)
     assert bad.returncode == 1 and "container" in bad.stderr

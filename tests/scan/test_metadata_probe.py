@@ -70,6 +70,11 @@ def test_stereo_aac_profile_bit_rates_and_frame_count(mc: MetadataCorpus) -> Non
     assert (v.field_order, v.interlaced) == ("progressive", False)
 
 
+def test_a_codec_without_profile_names_has_no_profile(mc: MetadataCorpus) -> None:
+    v = probe(mc.files["vp8"]).video
+    assert v is not None and (v.codec, v.profile) == ("vp8", "")  # the ffprobe test below checks its "0" is "" too
+
+
 def test_anamorphic_sample_aspect_ratio(mc: MetadataCorpus) -> None:
     v = probe(mc.files["anamorphic"]).video
     assert v is not None
