@@ -165,7 +165,9 @@ async def test_scan_errors_say_what_is_wrong(stubs: Stubs, scanned: job_pb2.Job,
 
 async def test_list_videos_filters(stubs: Stubs, scanned: job_pb2.Job, root: MetadataCorpus) -> None:
     # FFmpeg names WebM and Matroska alike: vp8.webm is one of them.
-    mkv = ["hlg.mkv", "hostile.mkv", "surround.mkv", "vp8.webm"] + (["interlaced.mkv"] if "interlaced" in root.files else [])
+    mkv = ["hlg.mkv", "hostile.mkv", "surround.mkv", "vp8.webm"] + (
+        ["interlaced.mkv"] if "interlaced" in root.files else []
+    )
     assert await names(stubs, container="mkv") == sorted(mkv)
     assert await names(stubs, container="MATROSKA") == sorted(mkv)
     assert await names(stubs, container="mts") == ["00001.MTS"]
