@@ -243,3 +243,30 @@ def test_readme_lists_the_default_extensions() -> None:
     section = readme.split("### Video files", 1)[1].split("\n## ", 1)[0]
     default = section.split("The\ndefault:", 1)[1].split("(", 1)[0]
     assert re.findall(r"`([a-z0-9]+)`", default) == list(DEFAULT_EXTENSIONS)
+
+
+async def test_stream_and_chapter_lists_stay_within_the_limit(tmp_path: Path) -> None:
+    """A file with more streams and chapters than the library lists: the first 64 of each, and the true counts."""
+    from reelscan.service.scan.media_info import MAX_STREAMS_LISTED
+
+    many = MAX_STREAMS_LISTED + 6
+    clip = make_clip(
+        tmp_path / "many.mkv",
+        audio_codec=None,
+        subtitle_languages=[f"l{i:02d}" for i in range(many)],
+        chapters=[(i / many, (i + 1) / many, f"chapter {i}") for i in range(many)],
+    )
+    outcomes = [probe_pyav.probe(str(clip.path))]
+    if FFPROBE is not None:
+        outcomes.append(await FfprobeProber(concurrency=1, timeout_s=20).probe(str(clip.path)))
+    for info in outcomes:
+        assert isinstance(info, MediaInfo)
+        assert (info.subtitle_count, len(info.subtitles), info.chapter_count, len(info.chapters)) == (
+            many,
+            MAX_STREAMS_LISTED,
+            many,
+            MAX_STREAMS_LISTED,
+        )
+        assert info.subtitles[-1].language == f"l{MAX_STREAMS_LISTED - 1:02d}"
+        assert info.chapters[-1].title == f"chapter {MAX_STREAMS_LISTED - 1}"
+    assert outcomes[0] == outcomes[-1]
