@@ -217,6 +217,13 @@ def list_videos_request(
     include_missing: bool,
     page_size: int,
     statuses: Iterable[library_pb2.VideoStatus] = (),
+    container: str | None = None,
+    audio_language: str | None = None,
+    subtitle_language: str | None = None,
+    hdr_format: library_pb2.HdrFormat | None = None,
+    min_width: int | None = None,
+    interlaced: bool | None = None,
+    has_subtitles: bool | None = None,
 ) -> library_pb2.ListVideosRequest:
     """`statuses` empty: OK entries only (plus missing ones with `include_missing`), as the server does then."""
     request = library_pb2.ListVideosRequest(
@@ -227,7 +234,16 @@ def list_videos_request(
         include_missing=include_missing,
         page_size=page_size,
         statuses=list(statuses),
+        container=container or "",
+        audio_language=audio_language or "",
+        subtitle_language=subtitle_language or "",
+        hdr_format=hdr_format or library_pb2.HDR_FORMAT_UNSPECIFIED,
+        min_width=min_width or 0,
     )
+    if interlaced is not None:
+        request.interlaced = interlaced
+    if has_subtitles is not None:
+        request.has_subtitles = has_subtitles
     if min_duration is not None:
         request.min_duration.CopyFrom(seconds_to_duration(min_duration))
     if max_duration is not None:

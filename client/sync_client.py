@@ -367,6 +367,13 @@ class ReelscanClient:
         query: str | None = None,
         include_missing: bool = False,
         statuses: Iterable[library_pb2.VideoStatus] = (),
+        container: str | None = None,
+        audio_language: str | None = None,
+        subtitle_language: str | None = None,
+        hdr_format: library_pb2.HdrFormat | None = None,
+        min_width: int | None = None,
+        interlaced: bool | None = None,
+        has_subtitles: bool | None = None,
         page_size: int = 0,
         limit: int | None = None,
         rpc_timeout: float | None = None,
@@ -377,7 +384,11 @@ class ReelscanClient:
         `statuses` picks entries by VideoStatus: empty (the default) lists the videos that probed fine and are on
         disk (plus missing ones with `include_missing`); `[library_pb2.VIDEO_STATUS_FAILED]` lists the broken
         files, each with its `failure_reason`, `failure_kind` and `probe_time` (when it was last tried);
-        `include_missing` then adds VIDEO_STATUS_MISSING. The media filters never match a FAILED entry."""
+        `include_missing` then adds VIDEO_STATUS_MISSING. The media filters never match a FAILED entry.
+
+        `container` is an FFmpeg format name or extension ("mp4", "mkv", "mpegts"), the languages ISO 639 tags
+        (case-insensitive), `hdr_format` a library_pb2.HdrFormat; `interlaced` and `has_subtitles` filter only
+        when not None."""
         request = list_videos_request(
             path_prefix=path_prefix,
             video_codec=video_codec,
@@ -388,6 +399,13 @@ class ReelscanClient:
             include_missing=include_missing,
             page_size=page_size_for(page_size, limit),
             statuses=statuses,
+            container=container,
+            audio_language=audio_language,
+            subtitle_language=subtitle_language,
+            hdr_format=hdr_format,
+            min_width=min_width,
+            interlaced=interlaced,
+            has_subtitles=has_subtitles,
         )
         return self._paged(LIST_VIDEOS, request, lambda r: (r.videos, r.next_page_token), limit, rpc_timeout)
 

@@ -18,7 +18,39 @@ from typing import Any
 
 from reelscan.service.telemetry.logs import parse_log_levels
 
-DEFAULT_EXTENSIONS = ("mp4", "mkv", "mov", "avi", "webm", "m4v", "mpg", "mpeg", "ts", "m2ts", "wmv", "flv")
+# What real libraries hold (matched case-insensitively: camcorders write .MTS): MP4/QuickTime and phones' 3GP,
+# Matroska, AVI/DivX, WebM/Ogg, MPEG program and transport streams (DVD .vob, AVCHD .mts/.m2ts), Windows Media,
+# Flash, RealMedia, MXF, and raw H.264/HEVC elementary streams.
+DEFAULT_EXTENSIONS = (
+    "mp4",
+    "mkv",
+    "mov",
+    "avi",
+    "webm",
+    "m4v",
+    "mpg",
+    "mpeg",
+    "ts",
+    "m2ts",
+    "wmv",
+    "flv",
+    "mts",
+    "m2t",
+    "3gp",
+    "3g2",
+    "mxf",
+    "vob",
+    "ogv",
+    "divx",
+    "f4v",
+    "rm",
+    "rmvb",
+    "asf",
+    "mk3d",
+    "hevc",
+    "h265",
+    "h264",
+)
 ENV_PREFIX = "REELSCAN_"
 
 

@@ -59,6 +59,31 @@ def _filters(parser: argparse.ArgumentParser) -> None:
     f.add_argument("--min-duration", metavar="S", type=positive_float, help="only videos at least S seconds long")
     f.add_argument("--max-duration", metavar="S", type=positive_float, help="only videos at most S seconds long")
     f.add_argument("--min-height", metavar="PX", type=positive_int, help="only videos at least PX pixels high")
+    f.add_argument("--min-width", metavar="PX", type=positive_int, help="only videos at least PX pixels wide")
+    f.add_argument(
+        "--container",
+        metavar="NAME",
+        help="only this container: an FFmpeg format name or an extension (mp4, mkv, webm, mpegts, ts, avi, ...)",
+    )
+    f.add_argument("--audio-language", metavar="LANG", help="only videos with an audio stream in LANG (e.g. eng)")
+    f.add_argument("--subtitle-language", metavar="LANG", help="only videos with a subtitle stream in LANG")
+    f.add_argument(
+        "--hdr", metavar="FORMAT", choices=HDR_CHOICES, help=f"only this HDR format ({', '.join(HDR_CHOICES)})"
+    )
+    interlace = f.add_mutually_exclusive_group()
+    interlace.add_argument(
+        "--interlaced", dest="interlaced", action="store_const", const=True, help="only interlaced videos"
+    )
+    interlace.add_argument(
+        "--progressive", dest="interlaced", action="store_const", const=False, help="only videos not interlaced"
+    )
+    subs = f.add_mutually_exclusive_group()
+    subs.add_argument(
+        "--has-subtitles", dest="has_subtitles", action="store_const", const=True, help="only videos with subtitles"
+    )
+    subs.add_argument(
+        "--no-subtitles", dest="has_subtitles", action="store_const", const=False, help="only videos without any"
+    )
     f.add_argument(
         "--failed",
         action="store_true",
@@ -81,11 +106,32 @@ def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=positive_int, default=50, help="show at most N videos, 0 for all [default 50]")
 
 
+HDR_CHOICES = ("sdr", "hdr10", "hlg", "dolby-vision")
+_HDR_FORMATS = {
+    "sdr": library_pb2.HDR_FORMAT_SDR,
+    "hdr10": library_pb2.HDR_FORMAT_HDR10,
+    "hlg": library_pb2.HDR_FORMAT_HLG,
+    "dolby-vision": library_pb2.HDR_FORMAT_DOLBY_VISION,
+}
+HDR_LABELS = {
+    library_pb2.HDR_FORMAT_SDR: "SDR",
+    library_pb2.HDR_FORMAT_HDR10: "HDR10",
+    library_pb2.HDR_FORMAT_HLG: "HLG",
+    library_pb2.HDR_FORMAT_DOLBY_VISION: "Dolby Vision",
+}
+
 MEDIA_FILTERS = (
     ("codec", "--codec"),
     ("min_duration", "--min-duration"),
     ("max_duration", "--max-duration"),
     ("min_height", "--min-height"),
+    ("min_width", "--min-width"),
+    ("container", "--container"),
+    ("audio_language", "--audio-language"),
+    ("subtitle_language", "--subtitle-language"),
+    ("hdr", "--hdr"),
+    ("interlaced", "--interlaced/--progressive"),
+    ("has_subtitles", "--has-subtitles/--no-subtitles"),
 )
 
 
@@ -176,6 +222,13 @@ def run_list(ns: argparse.Namespace) -> int:
             min_duration=ns.min_duration,
             max_duration=ns.max_duration,
             min_height=ns.min_height,
+            min_width=ns.min_width,
+            container=ns.container,
+            audio_language=ns.audio_language,
+            subtitle_language=ns.subtitle_language,
+            hdr_format=_HDR_FORMATS[ns.hdr] if ns.hdr else None,
+            interlaced=ns.interlaced,
+            has_subtitles=ns.has_subtitles,
             query=query,
             include_missing=ns.include_missing,
             statuses=statuses,
@@ -232,20 +285,101 @@ def describe(video: library_pb2.Video, *, tty: bool = True) -> list[tuple[str, s
         ("duration", fmt.video_duration(video)),
         ("bit rate", f"{video.bit_rate / 1000:.0f} kb/s" if video.bit_rate else "-"),
     ]
+    if video.title:
+        pairs.insert(2, ("title", video.title))
     if video.HasField("video"):
-        v = video.video
-        color = f", {v.color_transfer}/{v.color_primaries}" if v.color_transfer or v.color_primaries else ""
-        pairs += [
-            ("video", f"{v.codec}" + (f" ({v.profile})" if v.profile else "")),
-            ("frame", f"{v.width}x{v.height}, {v.frame_rate:.3f} fps, rotation {v.rotation}"),
-            ("pixels", f"{v.pixel_format}, {v.bit_depth}-bit{color}" + (", HDR" if v.hdr else "")),
-        ]
-    pairs.append(("audio", fmt.audio_summary(video)))
+        pairs += _video_pairs(video.video)
+    if len(video.audio) <= 1:
+        pairs.append(("audio", fmt.audio_summary(video)))
+    for i, a in enumerate(video.audio):
+        pairs.append((f"audio {i + 1}" if len(video.audio) > 1 else "audio stream", _audio_line(a)))
     if video.subtitle_count:
         pairs.append(("subtitles", f"{video.subtitle_count} ({', '.join(video.subtitle_languages) or 'untagged'})"))
+    for i, sub in enumerate(video.subtitles):
+        pairs.append((f"subtitle {i + 1}", _subtitle_line(sub)))
+    if video.chapter_count:
+        pairs.append(("chapters", str(video.chapter_count)))
+    for i, c in enumerate(video.chapters):
+        span = f"{fmt.clock(c.start.ToNanoseconds() / 1e9)}-{fmt.clock(c.end.ToNanoseconds() / 1e9)}"
+        pairs.append((f"chapter {i + 1}", span + (f" {c.title}" if c.title else "")))
+    if video.has_cover_art:
+        pairs.append(("cover art", "yes"))
     if video.HasField("creation_time"):
         pairs.append(("created", fmt.local_time(video.creation_time, tty=tty)))
     return pairs
+
+
+def _video_pairs(v: library_pb2.VideoStream) -> list[tuple[str, str]]:
+    color = f", {v.color_transfer}/{v.color_primaries}" if v.color_transfer or v.color_primaries else ""
+    matrix = ", ".join(x for x in (v.color_space, v.color_range) if x)
+    frame = f"{v.width}x{v.height}, {v.frame_rate:.3f} fps, rotation {v.rotation}"
+    if v.field_order:
+        frame += ", interlaced " + v.field_order if v.interlaced else ", " + v.field_order
+    pairs = [
+        ("video", f"{v.codec}" + (f" ({v.profile})" if v.profile else "")),
+        ("frame", frame),
+        ("pixels", f"{v.pixel_format}, {v.bit_depth}-bit{color}" + (f", {matrix}" if matrix else "")),
+    ]
+    if v.display_width:
+        pairs.append(
+            (
+                "display",
+                f"{v.display_width}x{v.display_height} (SAR {v.sample_aspect_ratio}, DAR {v.display_aspect_ratio})",
+            )
+        )
+    hdr = HDR_LABELS.get(v.hdr_format, "HDR" if v.hdr else "")
+    if hdr and v.hdr_format != library_pb2.HDR_FORMAT_SDR:
+        m = v.mastering_display
+        if v.HasField("mastering_display"):
+            hdr += f", mastering {m.min_luminance:g}-{m.max_luminance:g} cd/m²"
+        if v.max_cll or v.max_fall:
+            hdr += f", MaxCLL {v.max_cll}, MaxFALL {v.max_fall}"
+        pairs.append(("dynamic range", hdr))
+    extra = []
+    if v.bit_rate:
+        extra.append(f"{v.bit_rate / 1000:.0f} kb/s")
+    if v.frame_count:
+        extra.append(f"{v.frame_count} frames")
+    if extra:
+        pairs.append(("video stream", ", ".join(extra)))
+    return pairs
+
+
+def _flags(d: library_pb2.StreamDisposition) -> list[str]:
+    names = (
+        ("default", d.default_track),
+        ("forced", d.forced),
+        ("SDH", d.hearing_impaired),
+        ("audio description", d.visual_impaired),
+        ("commentary", d.commentary),
+        ("original", d.original),
+        ("dub", d.dub),
+    )
+    return [name for name, on in names if on]
+
+
+def _audio_line(a: library_pb2.AudioStream) -> str:
+    parts = [a.codec + (f" ({a.profile})" if a.profile else ""), a.channel_layout or f"{a.channels}ch"]
+    parts.append(f"{a.sample_rate} Hz")
+    if a.bit_rate:
+        parts.append(f"{a.bit_rate / 1000:.0f} kb/s")
+    if a.language:
+        parts.append(a.language)
+    if a.title:
+        parts.append(f'"{a.title}"')
+    return ", ".join(parts + _flags(a.disposition))
+
+
+_SUBTITLE_KIND_LABELS = {library_pb2.SUBTITLE_KIND_TEXT: "text", library_pb2.SUBTITLE_KIND_BITMAP: "image"}
+
+
+def _subtitle_line(s: library_pb2.SubtitleStream) -> str:
+    parts = [s.codec + (f" ({_SUBTITLE_KIND_LABELS[s.kind]})" if s.kind in _SUBTITLE_KIND_LABELS else "")]
+    if s.language:
+        parts.append(s.language)
+    if s.title:
+        parts.append(f'"{s.title}"')
+    return ", ".join(parts + _flags(s.disposition))
 
 
 def run_get(ns: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeAlias
 
 import grpc
@@ -11,7 +12,7 @@ from reelscan.limits import MAX_ID_CHARS, MAX_PATH_CHARS
 from reelscan.service.api import fields, paging
 from reelscan.service.errors import InvalidArgument
 from reelscan.service.jobs.engine import JobEngine
-from reelscan.service.scan.library_model import ScanErrorRecord, Video, VideoFilter, VideoStatus
+from reelscan.service.scan.library_model import ScanErrorRecord, Video, VideoFilter, VideoStatus, container_name
 from reelscan.service.scan.library_store import LibraryStore
 from reelscan.v1 import library_pb2, library_pb2_grpc
 
@@ -19,6 +20,34 @@ Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 MAX_QUERY_CHARS = 1024
 MAX_DURATION_SECONDS = 315_576_000_000
+_CONTAINER = re.compile(r"[a-z0-9_]{1,32}")
+_LANGUAGE = re.compile(r"[a-z0-9-]{1,16}")
+# media_info's HDR format names <-> reelscan.v1.HdrFormat.
+HDR_FORMAT_NUMBERS = {
+    "sdr": library_pb2.HDR_FORMAT_SDR,
+    "hdr10": library_pb2.HDR_FORMAT_HDR10,
+    "hlg": library_pb2.HDR_FORMAT_HLG,
+    "dolby_vision": library_pb2.HDR_FORMAT_DOLBY_VISION,
+}
+HDR_FORMAT_NAMES = {number: name for name, number in HDR_FORMAT_NUMBERS.items()}
+_SUBTITLE_KINDS = {"text": library_pb2.SUBTITLE_KIND_TEXT, "bitmap": library_pb2.SUBTITLE_KIND_BITMAP}
+
+
+def _disposition(names: tuple[str, ...]) -> library_pb2.StreamDisposition:
+    flags = set(names)
+    return library_pb2.StreamDisposition(
+        default_track="default" in flags,
+        forced="forced" in flags,
+        hearing_impaired="hearing_impaired" in flags,
+        visual_impaired="visual_impaired" in flags,
+        commentary="comment" in flags,
+        original="original" in flags,
+        dub="dub" in flags,
+    )
+
+
+def _duration(us: int) -> duration_pb2.Duration:
+    return duration_pb2.Duration(seconds=us // 1_000_000, nanos=us % 1_000_000 * 1000)
 
 
 def _timestamp_ns(ns: int) -> timestamp_pb2.Timestamp | None:
@@ -40,8 +69,35 @@ def video_to_proto(video: Video) -> library_pb2.Video:
         size_bytes=video.size,
         bit_rate=video.bit_rate,
         audio=[
-            library_pb2.AudioStream(codec=a.codec, channels=a.channels, sample_rate=a.sample_rate, language=a.language)
+            library_pb2.AudioStream(
+                codec=a.codec,
+                channels=a.channels,
+                sample_rate=a.sample_rate,
+                language=a.language,
+                channel_layout=a.channel_layout,
+                bit_rate=a.bit_rate,
+                profile=a.profile,
+                title=a.title,
+                disposition=_disposition(a.disposition),
+            )
             for a in video.audio
+        ],
+        subtitles=[
+            library_pb2.SubtitleStream(
+                codec=s.codec,
+                language=s.language,
+                title=s.title,
+                disposition=_disposition(s.disposition),
+                kind=_SUBTITLE_KINDS.get(s.kind, library_pb2.SUBTITLE_KIND_UNSPECIFIED),
+            )
+            for s in video.subtitles
+        ],
+        title=video.title,
+        has_cover_art=video.has_cover_art,
+        chapter_count=video.chapter_count,
+        chapters=[
+            library_pb2.Chapter(start=_duration(max(0, c.start_us)), end=_duration(max(0, c.end_us)), title=c.title)
+            for c in video.chapters
         ],
         subtitle_count=video.subtitle_count,
         subtitle_languages=list(video.subtitle_languages),
@@ -60,9 +116,7 @@ def video_to_proto(video: Video) -> library_pb2.Video:
         if ts is not None:
             getattr(message, field).CopyFrom(ts)
     if video.duration_us is not None:
-        message.duration.CopyFrom(
-            duration_pb2.Duration(seconds=video.duration_us // 1_000_000, nanos=video.duration_us % 1_000_000 * 1000)
-        )
+        message.duration.CopyFrom(_duration(video.duration_us))
     v = video.video
     if v is not None:
         message.video.CopyFrom(
@@ -78,8 +132,37 @@ def video_to_proto(video: Video) -> library_pb2.Video:
                 color_transfer=v.color_transfer,
                 color_primaries=v.color_primaries,
                 hdr=v.hdr,
+                color_space=v.color_space,
+                color_range=v.color_range,
+                hdr_format=HDR_FORMAT_NUMBERS.get(v.hdr_format, library_pb2.HDR_FORMAT_UNSPECIFIED),
+                max_cll=min(v.max_cll, 2**31 - 1),
+                max_fall=min(v.max_fall, 2**31 - 1),
+                sample_aspect_ratio=v.sample_aspect_ratio,
+                display_aspect_ratio=v.display_aspect_ratio,
+                display_width=v.display_width,
+                display_height=v.display_height,
+                field_order=v.field_order,
+                interlaced=v.interlaced,
+                bit_rate=v.bit_rate,
+                frame_count=v.frame_count,
             )
         )
+        m = v.mastering_display
+        if m is not None:
+            message.video.mastering_display.CopyFrom(
+                library_pb2.MasteringDisplay(
+                    red_x=m.red_x,
+                    red_y=m.red_y,
+                    green_x=m.green_x,
+                    green_y=m.green_y,
+                    blue_x=m.blue_x,
+                    blue_y=m.blue_y,
+                    white_x=m.white_x,
+                    white_y=m.white_y,
+                    min_luminance=m.min_luminance,
+                    max_luminance=m.max_luminance,
+                )
+            )
     return message
 
 
@@ -120,7 +203,32 @@ def video_filter(request: library_pb2.ListVideosRequest) -> VideoFilter:
             statuses.add(VideoStatus(value))
         except ValueError:
             raise InvalidArgument(f"statuses contains an invalid video status ({value})", field="statuses") from None
+    if request.min_width < 0:
+        raise InvalidArgument(f"min_width must not be negative, got {request.min_width}", field="min_width")
+    container = container_name(request.container)
+    if request.container and not _CONTAINER.fullmatch(container):
+        raise InvalidArgument(
+            "container must be a format name or extension (letters, digits, '_'; at most 32)", field="container"
+        )
+    languages = {}
+    for name in ("audio_language", "subtitle_language"):
+        value = getattr(request, name).strip().lower()
+        if getattr(request, name) and not _LANGUAGE.fullmatch(value):
+            raise InvalidArgument(f"{name} must be a language tag (letters, digits, '-'; at most 16)", field=name)
+        languages[name] = value
+    hdr_format = ""
+    if request.hdr_format:
+        if request.hdr_format not in HDR_FORMAT_NAMES:
+            raise InvalidArgument(f"hdr_format is not a known HDR format ({request.hdr_format})", field="hdr_format")
+        hdr_format = HDR_FORMAT_NAMES[request.hdr_format]
     return VideoFilter(
+        container=container,
+        audio_language=languages["audio_language"],
+        subtitle_language=languages["subtitle_language"],
+        hdr_format=hdr_format,
+        min_width=request.min_width,
+        interlaced=request.interlaced if request.HasField("interlaced") else None,
+        has_subtitles=request.has_subtitles if request.HasField("has_subtitles") else None,
         statuses=frozenset(statuses),
         path_prefix=request.path_prefix,
         video_codec=request.video_codec.strip(),

@@ -7,12 +7,15 @@ not UTF-8 (escaped then, one-to-one): text columns and protobuf strings must be 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
+from typing import Any
 
 from reelscan.limits import MAX_PAGE_SIZE
 from reelscan.service.errors import InvalidArgument
 from reelscan.service.jobs import page_token
-from reelscan.service.scan.media_info import AudioInfo, MediaInfo, ProbeErrorKind, VideoInfo
+from reelscan.service.scan import media_info as mi
+from reelscan.service.scan.media_info import AudioInfo, Chapter, MediaInfo, ProbeErrorKind, SubtitleInfo, VideoInfo
 
 DEFAULT_PAGE_SIZE = 100
 
@@ -112,12 +115,61 @@ class Video:
     failed: bool = False
     failure_reason: str = ""
     failure_kind: ProbeErrorKind | None = None  # None: succeeded, or failed before kinds were stored
+    # Since media_info.PROBE_VERSION 2 (empty for rows probed before, until the next scan probes them again).
+    subtitles: tuple[SubtitleInfo, ...] = ()
+    title: str = ""
+    has_cover_art: bool = False
+    chapter_count: int = 0
+    chapters: tuple[Chapter, ...] = ()
 
     @property
     def status(self) -> VideoStatus:
         if self.missing:
             return VideoStatus.MISSING
         return VideoStatus.FAILED if self.failed else VideoStatus.OK
+
+
+# ListVideos' container filter takes a format name as FFmpeg lists it in container_format ("mp4", "matroska",
+# "mpegts", ...) or a file extension people use for it, mapped here to FFmpeg's name.
+CONTAINER_ALIASES = {
+    "mkv": "matroska",
+    "mk3d": "matroska",
+    "m4v": "mp4",
+    "ts": "mpegts",
+    "mts": "mpegts",
+    "m2ts": "mpegts",
+    "m2t": "mpegts",
+    "wmv": "asf",
+    "mpg": "mpeg",
+    "vob": "mpeg",
+    "ogv": "ogg",
+    "rmvb": "rm",
+    "divx": "avi",
+    "f4v": "mp4",
+}
+
+
+def container_name(value: str) -> str:
+    """The FFmpeg format name a container filter value stands for (lower case)."""
+    name = value.strip().lower()
+    return CONTAINER_ALIASES.get(name, name)
+
+
+def details_json(info: MediaInfo) -> str:
+    """The fields of PROBE_VERSION 2 that have no column of their own, as the stores keep them (one JSON text)."""
+    v = info.video
+    return json.dumps({**mi.details_to_json(info), "video": None if v is None else mi.video_details_to_json(v)})
+
+
+def with_details(video: Video, details: str | dict[str, Any] | None) -> Video:
+    """`video` (read from the older columns) completed with its stored details; as is for a row without them."""
+    if not details:
+        return video
+    data = json.loads(details) if isinstance(details, str) else details
+    v = video.video
+    if v is not None and data.get("video"):
+        v = replace(v, **mi.video_details_kwargs(data["video"]))
+    return replace(video, video=v, **mi.details_from_json(data))
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +186,14 @@ class VideoFilter:
     query: str = ""
     include_missing: bool = False
     statuses: frozenset[VideoStatus] = frozenset()
+    # Since PROBE_VERSION 2; all match media fields, so never FAILED entries.
+    container: str = ""  # an FFmpeg format name (container_name applied), one of container_format's list
+    audio_language: str = ""  # lower case; some audio stream has it
+    subtitle_language: str = ""  # lower case; some subtitle stream has it
+    hdr_format: str = ""  # one of media_info.HDR_FORMATS
+    min_width: int = 0
+    interlaced: bool | None = None
+    has_subtitles: bool | None = None
 
     def fingerprint(self) -> str:
         fields: list[object] = [
@@ -147,6 +207,17 @@ class VideoFilter:
         ]
         if self.statuses:  # only then: tokens issued before statuses existed stay valid
             fields.append(sorted(int(s) for s in self.statuses))
+        media = [
+            self.container,
+            self.audio_language,
+            self.subtitle_language,
+            self.hdr_format,
+            self.min_width,
+            self.interlaced,
+            self.has_subtitles,
+        ]
+        if any(x is not None and x != "" and not (type(x) is int and x == 0) for x in media):
+            fields.append(media)  # only then, likewise: tokens issued before these filters stay valid
         return page_token.fingerprint(fields)
 
     def entry_terms(self) -> list[tuple[str | None, bool | None]]:

@@ -52,12 +52,14 @@ from reelscan.service.scan.library_model import (
     ScanErrorRecord,
     Video,
     VideoFilter,
+    details_json,
     effective_page_size,
     entry_condition,
     library_path,
     subtree_bounds,
+    with_details,
 )
-from reelscan.service.scan.media_info import AudioInfo, ProbeErrorKind, VideoInfo
+from reelscan.service.scan.media_info import PROBE_VERSION, ProbeErrorKind, VideoInfo, audio_from_json, audio_to_json
 
 PG_BIGINT_MAX = 2**63 - 1
 # Characters of the path in the order/range index: 600 characters are at most 2,400 bytes of UTF-8, inside the
@@ -133,6 +135,14 @@ SCHEMA: dict[int, list[str]] = {
         # Listing the broken files reads only theirs, in listing order.
         f"CREATE INDEX videos_failed ON videos ({_KEY}) WHERE status = 'failed'",
     ],
+    3: [
+        # The fields of media_info.PROBE_VERSION 2. Rows already there keep probe_version 1: load_known reports
+        # them as changed, so the next scan of their root probes them again and fills these in.
+        "ALTER TABLE videos ADD COLUMN probe_version integer NOT NULL DEFAULT 1",
+        "ALTER TABLE videos ADD COLUMN details jsonb",  # library_model.details_json; NULL before version 2
+        "ALTER TABLE videos ADD COLUMN hdr_format text",
+        "ALTER TABLE videos ADD COLUMN interlaced boolean",
+    ],
 }
 
 # Columns written by a probe, in this order, for both inserts and the ON CONFLICT update. path_hash, dir,
@@ -163,6 +173,10 @@ _PROBE_COLUMNS = (
     "creation_time_us",
     "probe_time",
     "update_time",
+    "probe_version",
+    "details",
+    "hdr_format",
+    "interlaced",
 )
 _ROW_COLUMNS = ", ".join(("path", "path_hash", "dir", "file_name", "name_words", "create_time", *_PROBE_COLUMNS))
 # A batch's probed rows go by COPY into a table of the transaction's own (dropped at its end, so a pooler in
@@ -196,7 +210,7 @@ _VIDEO_SELECT = (
     "SELECT id, path, file_name, container_format, size, mtime_ns, duration_us, bit_rate, video_codec, "
     "video_profile, width, height, frame_rate, pixel_format, bit_depth, rotation, color_transfer, "
     "color_primaries, hdr, audio, subtitle_count, subtitle_languages, creation_time_us, missing, "
-    "probe_time, create_time, status, error, error_kind FROM videos"
+    "probe_time, create_time, status, error, error_kind, details FROM videos"
 )
 
 # --- words of file names and of queries: FTS5's unicode61 rules (remove_diacritics), as the SQLite store uses ----
@@ -289,7 +303,7 @@ def _probe_values(row: ProbedFile, now: float) -> tuple[Any, ...]:
     info = row.info
     if info is None:
         failure = (row.size, row.mtime_ns, "failed", _text(row.error), int(row.error_kind))
-        return (*failure, *([None] * 14), "[]", 0, [], None, now, now)
+        return (*failure, *([None] * 14), "[]", 0, [], None, now, now, PROBE_VERSION, None, None, None)
     v = info.video
     video_values: tuple[Any, ...] = (
         (None,) * 11
@@ -318,12 +332,16 @@ def _probe_values(row: ProbedFile, now: float) -> tuple[Any, ...]:
         info.duration_us,
         info.bit_rate,
         *video_values,
-        json.dumps([[a.codec, a.channels, a.sample_rate, a.language] for a in info.audio]),
+        json.dumps([audio_to_json(a) for a in info.audio]),
         info.subtitle_count,
         list(info.subtitle_languages),
         info.creation_time_us,
         now,
         now,
+        PROBE_VERSION,
+        details_json(info),
+        None if v is None else v.hdr_format,
+        None if v is None else v.interlaced,
     )
 
 
@@ -358,6 +376,7 @@ def _video_from_row(r: Sequence[Any]) -> Video:
         status,
         error,
         error_kind,
+        details,
     ) = r
     video = None
     if codec is not None:
@@ -374,7 +393,7 @@ def _video_from_row(r: Sequence[Any]) -> Video:
             color_primaries=color_primaries or "",
             hdr=bool(hdr),
         )
-    return Video(
+    entry = Video(
         id=str(vid),
         path=path,
         file_name=file_name,
@@ -384,7 +403,7 @@ def _video_from_row(r: Sequence[Any]) -> Video:
         duration_us=duration_us,
         bit_rate=bit_rate or 0,
         video=video,
-        audio=tuple(AudioInfo(str(c), int(ch), int(sr), str(lang)) for c, ch, sr, lang in audio),
+        audio=tuple(audio_from_json(a) for a in audio),
         subtitle_count=subtitle_count,
         subtitle_languages=tuple(subtitle_languages),
         creation_time_us=creation_time_us,
@@ -395,6 +414,7 @@ def _video_from_row(r: Sequence[Any]) -> Video:
         failure_reason=(error or "") if status == "failed" else "",
         failure_kind=_error_kind(error_kind) if status == "failed" else None,
     )
+    return with_details(entry, details)
 
 
 def _error_kind(value: int | None) -> ProbeErrorKind | None:
@@ -424,7 +444,12 @@ class PgLibraryStore:
     async def load_known(self, root: str, recursive: bool) -> dict[str, KnownFile]:
         """Everything the library knows under `root` (directly in it when not recursive), in one query."""
         # Failed probes are loaded like any other file: unchanged, they are not probed again either.
-        columns = "SELECT path, size, mtime_ns, missing::int, (status = 'failed')::int FROM videos"
+        # A row probed by an older probe version reports size -1, which no file has: the scan sees it as changed
+        # and probes it again.
+        columns = (
+            f"SELECT path, CASE WHEN probe_version >= {PROBE_VERSION} THEN size ELSE -1 END, mtime_ns, "
+            "missing::int, (status = 'failed')::int FROM videos"
+        )
         root = library_path(root.rstrip("/") or "/")
         if not _storable(root):
             return {}
@@ -549,6 +574,30 @@ class PgLibraryStore:
         if flt.min_height > 0:
             where.append("height >= %s")
             params.append(flt.min_height)
+        if flt.min_width > 0:
+            where.append("width >= %s")
+            params.append(flt.min_width)
+        for value in (flt.container, flt.audio_language, flt.subtitle_language, flt.hdr_format):
+            if value and not _storable(value):
+                return [], ""  # no stored value holds NUL
+        if flt.container:
+            # One of the names in FFmpeg's list ("mov,mp4,m4a,3gp,3g2,mj2"), whole.
+            where.append("strpos(',' || container_format || ',', %s) > 0")
+            params.append(f",{flt.container},")
+        if flt.audio_language:
+            where.append("EXISTS (SELECT 1 FROM jsonb_array_elements(audio) AS a WHERE lower(a->>3) = %s)")
+            params.append(flt.audio_language)
+        if flt.subtitle_language:
+            where.append("EXISTS (SELECT 1 FROM unnest(subtitle_languages) AS l WHERE lower(l) = %s)")
+            params.append(flt.subtitle_language)
+        if flt.hdr_format:
+            where.append("hdr_format = %s")
+            params.append(flt.hdr_format)
+        if flt.interlaced is not None:
+            where.append("interlaced = %s")
+            params.append(flt.interlaced)
+        if flt.has_subtitles is not None:
+            where.append("subtitle_count > 0" if flt.has_subtitles else "(subtitle_count = 0 AND status = 'ok')")
         if flt.query:
             query = search_query(flt.query)
             if query is None:

@@ -10,18 +10,27 @@ import json
 import logging
 import os
 import shutil
+import stat
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any
 
 from reelscan.service.scan import media_info as mi
-from reelscan.service.scan.media_info import AudioInfo, MediaInfo, ProbeErrorKind, ProbeFailure, VideoInfo
+from reelscan.service.scan.media_info import (
+    AudioInfo,
+    MasteringDisplay,
+    MediaInfo,
+    ProbeErrorKind,
+    ProbeFailure,
+    SubtitleInfo,
+    VideoInfo,
+)
 from reelscan.service.scan.prober import ProberUnavailable
 
 log = logging.getLogger(__name__)
 
-_ARGS = ("-v", "error", "-print_format", "json", "-show_format", "-show_streams")
+_ARGS = ("-v", "error", "-print_format", "json", "-show_format", "-show_streams", "-show_chapters")
 # ffprobe's JSON for a sane file is a few kB; parsing a pathological one happens off the event loop.
 _INLINE_PARSE_LIMIT = 256 * 1024
 _MAX_OUTPUT = 16 * 1024 * 1024
@@ -65,6 +74,8 @@ class FfprobeProber:
                 st = await asyncio.to_thread(os.stat, path)
             except OSError as error:
                 return ProbeFailure(ProbeErrorKind.UNREADABLE, f"cannot stat: {error.strerror or error}")
+            if st.st_size == 0 and stat.S_ISREG(st.st_mode):  # a FIFO has size 0 too
+                return ProbeFailure(ProbeErrorKind.PROBE_FAILED, mi.EMPTY_FILE)
             return await self._run(path, st)
 
     async def _run(self, path: str, st: os.stat_result) -> MediaInfo | ProbeFailure:
@@ -95,7 +106,9 @@ class FfprobeProber:
         if proc.returncode != 0:
             if proc.returncode is not None and proc.returncode < 0:
                 return ProbeFailure(ProbeErrorKind.PROBE_CRASHED, f"ffprobe killed by signal {-proc.returncode}")
-            return ProbeFailure(ProbeErrorKind.PROBE_FAILED, _error_reason(stderr))
+            # The same reading of the file as the PyAV backend's, off the event loop (a few small reads).
+            reason = await asyncio.to_thread(mi.sniff_failure, path, _error_reason(stderr))
+            return ProbeFailure(ProbeErrorKind.PROBE_FAILED, reason)
         if len(stdout) > _MAX_OUTPUT:
             return ProbeFailure(ProbeErrorKind.PROBE_FAILED, "ffprobe output too large")
         try:
@@ -159,17 +172,32 @@ def _tags(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return tags if isinstance(tags, dict) else {}
 
 
+def _side_data(s: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+    for side in s.get("side_data_list") or []:
+        if isinstance(side, dict) and side.get("side_data_type") == kind:
+            return side
+    return None
+
+
+def _dispositions(s: Mapping[str, Any]) -> tuple[str, ...]:
+    flags = s.get("disposition")
+    return mi.dispositions(flags) if isinstance(flags, dict) else ()
+
+
+def _chapters(data: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [c for c in data.get("chapters") or [] if isinstance(c, dict)]
+
+
 def describe(data: Mapping[str, Any], st: os.stat_result) -> MediaInfo:
-    """MediaInfo from ffprobe's `-show_format -show_streams` JSON."""
+    """MediaInfo from ffprobe's `-show_format -show_streams -show_chapters` JSON."""
     fmt = data.get("format") or {}
     streams = [s for s in data.get("streams") or [] if isinstance(s, dict)]
-    video_stream = next(
-        (s for s in streams if s.get("codec_type") == "video" and not (s.get("disposition") or {}).get("attached_pic")),
-        None,
-    )
+    video_streams = [s for s in streams if s.get("codec_type") == "video"]
+    video_stream = next((s for s in video_streams if not (s.get("disposition") or {}).get("attached_pic")), None)
     audio = [s for s in streams if s.get("codec_type") == "audio"][: mi.MAX_STREAMS_LISTED]
     subtitles = [s for s in streams if s.get("codec_type") == "subtitle"]
     sub_langs = tuple(lang for lang in (mi.language(_tags(s).get("language")) for s in subtitles) if lang)
+    chapters = _chapters(data)
     return MediaInfo(
         size=st.st_size,
         mtime_ns=st.st_mtime_ns,
@@ -183,13 +211,69 @@ def describe(data: Mapping[str, Any], st: os.stat_result) -> MediaInfo:
                 channels=_int(s.get("channels", 0)),
                 sample_rate=_int(s.get("sample_rate", 0)),
                 language=mi.language(_tags(s).get("language")),
+                channel_layout=mi.channel_layout_name(s.get("channel_layout")),
+                bit_rate=max(0, _int(s.get("bit_rate", 0))),
+                profile=mi.profile_name(s.get("profile")),
+                title=mi.text(_tags(s).get("title")),
+                disposition=_dispositions(s),
             )
             for s in audio
         ),
         subtitle_count=len(subtitles),
         subtitle_languages=sub_langs[: mi.MAX_STREAMS_LISTED],
         creation_time_us=mi.creation_time_us(_tags(fmt).get("creation_time")),
+        subtitles=tuple(
+            SubtitleInfo(
+                codec=mi.text(s.get("codec_name")),
+                language=mi.language(_tags(s).get("language")),
+                title=mi.text(_tags(s).get("title")),
+                disposition=_dispositions(s),
+                kind=mi.subtitle_kind(mi.text(s.get("codec_name"))),
+            )
+            for s in subtitles[: mi.MAX_STREAMS_LISTED]
+        ),
+        title=mi.text(_tags(fmt).get("title")),
+        has_cover_art=any((s.get("disposition") or {}).get("attached_pic") for s in video_streams),
+        chapter_count=len(chapters),
+        chapters=tuple(_chapter(c) for c in chapters[: mi.MAX_STREAMS_LISTED]),
     )
+
+
+def _chapter(c: Mapping[str, Any]) -> mi.Chapter:
+    try:
+        tb = Fraction(str(c.get("time_base")))
+    except (ValueError, ZeroDivisionError):
+        tb = Fraction(0)
+    return mi.chapter(
+        _int(c.get("start", 0)), _int(c.get("end", 0)), tb.numerator, tb.denominator, _tags(c).get("title")
+    )
+
+
+def _fraction(value: object) -> float:
+    """A side-data value: ffprobe prints rationals as "34000/50000", integers bare."""
+    try:
+        return float(Fraction(str(value)))
+    except (ValueError, ZeroDivisionError):
+        return 0.0
+
+
+def _mastering(s: Mapping[str, Any]) -> MasteringDisplay | None:
+    side = _side_data(s, "Mastering display metadata")
+    if side is None:
+        return None
+    keys = (
+        "red_x",
+        "red_y",
+        "green_x",
+        "green_y",
+        "blue_x",
+        "blue_y",
+        "white_point_x",
+        "white_point_y",
+        "min_luminance",
+        "max_luminance",
+    )
+    return MasteringDisplay(*(_fraction(side.get(k, 0)) for k in keys))
 
 
 def _video(s: Mapping[str, Any]) -> VideoInfo:
@@ -197,19 +281,38 @@ def _video(s: Mapping[str, Any]) -> VideoInfo:
     if pix_fmt == "unknown":
         pix_fmt = ""
     transfer = mi.color_name(s.get("color_transfer"))
-    profile = mi.text(s.get("profile"))
+    width, height = _int(s.get("width", 0)), _int(s.get("height", 0))
+    rotation = _rotation(s)
+    sar_num, sar_den = mi.sample_aspect(s.get("sample_aspect_ratio"))
+    dar, display_w, display_h = mi.display_geometry(width, height, sar_num, sar_den, rotation)
+    light = _side_data(s, "Content light level metadata") or {}
+    dovi = _side_data(s, "DOVI configuration record")
+    field_order = mi.text(s.get("field_order"))
     return VideoInfo(
         codec=mi.text(s.get("codec_name")),
-        profile="" if profile == "unknown" else profile,
-        width=_int(s.get("width", 0)),
-        height=_int(s.get("height", 0)),
+        profile=mi.profile_name(s.get("profile")),
+        width=width,
+        height=height,
         frame_rate=mi.frame_rate(_rate(s.get("avg_frame_rate")), _rate(s.get("r_frame_rate"))),
         pixel_format=pix_fmt,
         bit_depth=mi.bit_depth(pix_fmt),
-        rotation=_rotation(s),
+        rotation=rotation,
         color_transfer=transfer,
         color_primaries=mi.color_name(s.get("color_primaries")),
         hdr=mi.is_hdr(transfer),
+        color_space=mi.color_name(s.get("color_space")),
+        color_range=mi.color_name(s.get("color_range")),
+        hdr_format=mi.hdr_format(transfer, None if dovi is None else _int(dovi.get("dv_profile", 0))),
+        mastering_display=_mastering(s),
+        max_cll=max(0, _int(light.get("max_content", 0))),
+        max_fall=max(0, _int(light.get("max_average", 0))),
+        sample_aspect_ratio=mi.ratio_text(sar_num, sar_den),
+        display_aspect_ratio=dar,
+        display_width=display_w,
+        display_height=display_h,
+        field_order=field_order if field_order in mi.FIELD_ORDER_NAMES.values() else "",
+        bit_rate=max(0, _int(s.get("bit_rate", 0))),
+        frame_count=max(0, _int(s.get("nb_frames", 0))),
     )
 
 
@@ -217,10 +320,10 @@ def _rotation(s: Mapping[str, Any]) -> int:
     tag = _tags(s).get("rotate")
     if tag is not None:
         return mi.rotation_from_tag(tag)
-    for side in s.get("side_data_list") or []:
-        if isinstance(side, dict) and side.get("side_data_type") == "Display Matrix" and "rotation" in side:
-            try:
-                return mi.rotation_from_ccw(float(side["rotation"]))
-            except (TypeError, ValueError):
-                return 0
+    side = _side_data(s, "Display Matrix")
+    if side is not None and "rotation" in side:
+        try:
+            return mi.rotation_from_ccw(float(side["rotation"]))
+        except (TypeError, ValueError):
+            return 0
     return 0

@@ -42,15 +42,17 @@ from reelscan.service.scan.library_model import (
     ScanErrorRecord,
     Video,
     VideoFilter,
+    details_json,
     effective_page_size,
     entry_condition,
     library_path,
     subtree_bounds,
+    with_details,
 )
-from reelscan.service.scan.media_info import AudioInfo, ProbeErrorKind, VideoInfo
+from reelscan.service.scan.media_info import PROBE_VERSION, ProbeErrorKind, VideoInfo, audio_from_json, audio_to_json
 
 SCHEMA_COMPONENT = "library"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Version 1, as every database from before versions were recorded has it: all IF NOT EXISTS, so a database that has
 # it without a version row is taken for version 1. One statement per item (the triggers hold ";").
@@ -138,6 +140,17 @@ _MIGRATIONS: dict[int, list[str]] = {
         # Listing the broken files reads only theirs.
         "CREATE INDEX videos_failed ON videos (path) WHERE status = 'failed'",
     ],
+    3: [
+        # The fields of media_info.PROBE_VERSION 2. Rows already there keep probe_version 1: load_known reports
+        # them as changed, so the next scan of their root probes them again and fills these in.
+        "ALTER TABLE videos ADD COLUMN probe_version INTEGER NOT NULL DEFAULT 1",
+        "ALTER TABLE videos ADD COLUMN details_json TEXT",  # library_model.details_json; NULL before version 2
+        "ALTER TABLE videos ADD COLUMN hdr_format TEXT",
+        "ALTER TABLE videos ADD COLUMN interlaced INTEGER",
+        # load_known reads probe_version too, still from this index alone.
+        "DROP INDEX IF EXISTS videos_known",
+        "CREATE INDEX videos_known ON videos (path, size, mtime_ns, missing, status, probe_version)",
+    ],
 }
 
 # Columns written by a probe, in this order, for both inserts and the ON CONFLICT update. file_name and dir are
@@ -168,6 +181,10 @@ _PROBE_COLUMNS = (
     "creation_time_us",
     "probe_time",
     "update_time",
+    "probe_version",
+    "details_json",
+    "hdr_format",
+    "interlaced",
 )
 _UPSERT = (
     f"INSERT INTO videos (path, dir, file_name, create_time, missing, {', '.join(_PROBE_COLUMNS)}) "
@@ -178,11 +195,15 @@ _VIDEO_SELECT = (
     "SELECT id, path, file_name, container_format, size, mtime_ns, duration_us, bit_rate, video_codec, "
     "video_profile, width, height, frame_rate, pixel_format, bit_depth, rotation, color_transfer, "
     "color_primaries, hdr, audio_json, subtitle_count, subtitle_languages_json, creation_time_us, missing, "
-    "probe_time, create_time, status, error, error_kind FROM videos"
+    "probe_time, create_time, status, error, error_kind, details_json FROM videos"
 )
 
-# load_known's columns (a KnownFile), all in the videos_known index: a rescan reads that index alone.
-KNOWN_SELECT = "SELECT path, size, mtime_ns, missing, status = 'failed' FROM videos"
+# load_known's columns (a KnownFile), all in the videos_known index: a rescan reads that index alone. A row probed
+# by an older probe version reports size -1, which no file has: the scan sees it as changed and probes it again.
+KNOWN_SELECT = (
+    f"SELECT path, CASE WHEN probe_version >= {PROBE_VERSION} THEN size ELSE -1 END, mtime_ns, missing, "
+    "status = 'failed' FROM videos"
+)
 
 MAX_QUERY_TERMS = 16
 MAX_TERM_CHARS = 64
@@ -203,7 +224,7 @@ def _probe_values(row: ProbedFile, now: float) -> tuple[Any, ...]:
     info = row.info
     if info is None:
         failure = (row.size, row.mtime_ns, "failed", row.error, int(row.error_kind))
-        return (*failure, *([None] * 14), "[]", 0, "[]", None, now, now)
+        return (*failure, *([None] * 14), "[]", 0, "[]", None, now, now, PROBE_VERSION, None, None, None)
     v = info.video
     video_values: tuple[Any, ...] = (
         (None,) * 11
@@ -232,12 +253,16 @@ def _probe_values(row: ProbedFile, now: float) -> tuple[Any, ...]:
         info.duration_us,
         info.bit_rate,
         *video_values,
-        json.dumps([[a.codec, a.channels, a.sample_rate, a.language] for a in info.audio]),
+        json.dumps([audio_to_json(a) for a in info.audio]),
         info.subtitle_count,
         json.dumps(list(info.subtitle_languages)),
         info.creation_time_us,
         now,
         now,
+        PROBE_VERSION,
+        details_json(info),
+        None if v is None else v.hdr_format,
+        None if v is None else int(v.interlaced),
     )
 
 
@@ -272,6 +297,7 @@ def _video_from_row(r: Sequence[Any]) -> Video:
         status,
         error,
         error_kind,
+        details,
     ) = r
     video = None
     if codec is not None:
@@ -288,7 +314,7 @@ def _video_from_row(r: Sequence[Any]) -> Video:
             color_primaries=color_primaries or "",
             hdr=bool(hdr),
         )
-    return Video(
+    entry = Video(
         id=str(vid),
         path=path,
         file_name=file_name,
@@ -298,7 +324,7 @@ def _video_from_row(r: Sequence[Any]) -> Video:
         duration_us=duration_us,
         bit_rate=bit_rate or 0,
         video=video,
-        audio=tuple(AudioInfo(str(c), int(ch), int(sr), str(lang)) for c, ch, sr, lang in json.loads(audio_json)),
+        audio=tuple(audio_from_json(a) for a in json.loads(audio_json)),
         subtitle_count=subtitle_count,
         subtitle_languages=tuple(json.loads(subtitle_languages_json)),
         creation_time_us=creation_time_us,
@@ -309,6 +335,7 @@ def _video_from_row(r: Sequence[Any]) -> Video:
         failure_reason=(error or "") if status == "failed" else "",
         failure_kind=_error_kind(error_kind) if status == "failed" else None,
     )
+    return with_details(entry, details)
 
 
 def _error_kind(value: int | None) -> ProbeErrorKind | None:
@@ -468,6 +495,27 @@ class SqliteLibraryStore:
         if flt.min_height > 0:
             where.append("height >= ?")
             params.append(flt.min_height)
+        if flt.min_width > 0:
+            where.append("width >= ?")
+            params.append(flt.min_width)
+        if flt.container:
+            # One of the names in FFmpeg's list ("mov,mp4,m4a,3gp,3g2,mj2"), whole.
+            where.append("instr(',' || container_format || ',', ?) > 0")
+            params.append(f",{flt.container},")
+        if flt.audio_language:
+            where.append("EXISTS (SELECT 1 FROM json_each(audio_json) WHERE lower(json_extract(value, '$[3]')) = ?)")
+            params.append(flt.audio_language)
+        if flt.subtitle_language:
+            where.append("EXISTS (SELECT 1 FROM json_each(subtitle_languages_json) WHERE lower(value) = ?)")
+            params.append(flt.subtitle_language)
+        if flt.hdr_format:
+            where.append("hdr_format = ?")
+            params.append(flt.hdr_format)
+        if flt.interlaced is not None:
+            where.append("interlaced = ?")
+            params.append(int(flt.interlaced))
+        if flt.has_subtitles is not None:
+            where.append("subtitle_count > 0" if flt.has_subtitles else "(subtitle_count = 0 AND status = 'ok')")
         if flt.query:
             match = fts_query(flt.query)
             if match is None:

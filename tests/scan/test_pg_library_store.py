@@ -50,9 +50,10 @@ async def test_a_version_1_database_is_migrated(pg_url: str) -> None:
         assert (old.status, old.failure_reason, old.failure_kind) == (VideoStatus.FAILED, "Invalid data", None)
         assert (await store.get_video(path="/m/ok.mp4")).failure_kind is None
         assert await store.load_known("/m", recursive=True) == {
-            "/m/ok.mp4": ("/m/ok.mp4", 10, 1, 0, 0),
-            "/m/slow.mp4": ("/m/slow.mp4", 20, 1, 0, 1),
-            "/m/old.mp4": ("/m/old.mp4", 30, 1, 0, 1),
+            # Probed before probe versions (version 1): size -1, so the next scan probes them again.
+            "/m/ok.mp4": ("/m/ok.mp4", -1, 1, 0, 0),
+            "/m/slow.mp4": ("/m/slow.mp4", -1, 1, 0, 1),
+            "/m/old.mp4": ("/m/old.mp4", -1, 1, 0, 1),
         }
         failed, _ = await store.list_videos(VideoFilter(statuses=frozenset({VideoStatus.FAILED})), 10, "")
         assert [v.path for v in failed] == ["/m/old.mp4", "/m/slow.mp4"]
@@ -60,7 +61,7 @@ async def test_a_version_1_database_is_migrated(pg_url: str) -> None:
         assert (await store.get_video(path="/m/new.mp4")).failure_kind is ProbeErrorKind.PROBE_CRASHED
         async with db.pool.connection() as conn:
             cursor = await conn.execute("SELECT version FROM schema_versions WHERE component = 'library'")
-            assert await cursor.fetchone() == (max(SCHEMA),) == (2,)
+            assert await cursor.fetchone() == (max(SCHEMA),) == (3,)
         await PgLibraryStore.open(db)  # current: nothing to do
     finally:
         await db.close()

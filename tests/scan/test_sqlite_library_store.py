@@ -71,9 +71,10 @@ async def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
         ok = await store.get_video(path="/m/ok.mp4")
         assert (ok.status, ok.failure_kind) == (VideoStatus.OK, None)
         assert await store.load_known("/m", recursive=True) == {
-            "/m/ok.mp4": ("/m/ok.mp4", 10, 1, 0, 0),
-            "/m/slow.mp4": ("/m/slow.mp4", 20, 1, 0, 1),
-            "/m/old.mp4": ("/m/old.mp4", 30, 1, 0, 1),
+            # Probed before probe versions (version 1): size -1, so the next scan probes them again.
+            "/m/ok.mp4": ("/m/ok.mp4", -1, 1, 0, 0),
+            "/m/slow.mp4": ("/m/slow.mp4", -1, 1, 0, 1),
+            "/m/old.mp4": ("/m/old.mp4", -1, 1, 0, 1),
         }
         failed, _ = await store.list_videos(VideoFilter(statuses=frozenset({VideoStatus.FAILED})), 10, "")
         assert [v.path for v in failed] == ["/m/old.mp4", "/m/slow.mp4"]
@@ -82,7 +83,7 @@ async def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
         assert (await store.get_video(path="/m/new.mp4")).failure_kind is ProbeErrorKind.PROBE_CRASHED
     finally:
         await store.close()
-    assert schema_version(db) == SCHEMA_VERSION == 2
+    assert schema_version(db) == SCHEMA_VERSION == 3
     reopened = await SqliteLibraryStore.open(db)  # current: nothing to do, nothing lost
     try:
         assert (await reopened.get_video(path="/m/slow.mp4")).failure_kind is ProbeErrorKind.PROBE_TIMEOUT
