@@ -333,13 +333,13 @@ async def test_bad_sharding_and_parent_filters_are_invalid_arguments(api: Api, m
 
 
 @pytest.mark.parametrize("kill", [True, False], ids=["kill-9", "sigterm"])
-async def test_a_restarted_server_adopts_its_sharded_scan_and_ends_with_the_same_result(
-    kill: bool, request: pytest.FixtureRequest, tmp_path: Path, backend: str, media: Path, clip: Path
+async def test_a_restarted_sqlite_server_adopts_its_sharded_scan_and_ends_with_the_same_result(
+    kill: bool, request: pytest.FixtureRequest, tmp_path: Path, clip: Path
 ) -> None:
-    if backend != "sqlite":
-        pytest.skip("one server restarted on its own file; on PostgreSQL, tests/replicas kill the coordinator")
-    root = make_tree(media / f"restart-{kill}", clip, {"k": 30, "l": 30})
-    with start_server(request, tmp_path, backend, media, "--probe-delay", "0.05") as proc:
+    # One server restarted on its own file (on PostgreSQL, tests/replicas kill the coordinating replica).
+    media = tmp_path / "media"
+    root = make_tree(media / "restart", clip, {"k": 30, "l": 30})
+    with start_server(request, tmp_path, "sqlite", media, "--probe-delay", "0.05") as proc:
         async with grpc.aio.insecure_channel(proc.address) as channel:
             api = Api(channel)
             parent = await api.start(root, sharding=scan_service_pb2.SHARDING_ALWAYS)
