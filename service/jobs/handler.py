@@ -12,6 +12,7 @@ whatever it recorded with `set_result` before that is kept in the job's terminal
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from reelscan.service.jobs.model import Job, Stage
@@ -48,6 +49,16 @@ class ChildJobs(Protocol):
 
 class JobLost(Exception):
     """This server no longer owns the job (its lease ended and another server took it over)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Which claim of a job a server runs it under: what fences the job's own writes (store.py), and the writes
+    its handler makes elsewhere in the same database (a scan's library batches)."""
+
+    job_id: str
+    owner: str
+    epoch: int
 
 
 class JobContext(Protocol):
@@ -88,6 +99,11 @@ class JobContext(Protocol):
 
     @property
     def children(self) -> ChildJobs: ...
+
+    @property
+    def claim(self) -> Claim | None:
+        """The claim this run holds: writes fenced on it land only while it still holds (None: unfenced)."""
+        ...
 
 
 class JobHandler(Protocol):

@@ -14,7 +14,7 @@ import enum
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from reelscan.service.jobs.handler import ChildJobs, JobHandler
+from reelscan.service.jobs.handler import ChildJobs, Claim, JobHandler
 from reelscan.service.jobs.model import Job, JobState, Progress, Stage
 from reelscan.service.jobs.pacing import RateMeter, Throttle
 
@@ -168,6 +168,11 @@ class RunContext:
     @property
     def children(self) -> ChildJobs:
         return self._children
+
+    @property
+    def claim(self) -> Claim:
+        job = self._live.job
+        return Claim(job.id, job.owner, job.epoch)
 
     @property
     def job_id(self) -> str:

@@ -125,6 +125,9 @@ _FENCE = (
     f"id = %(id)s AND owner = %(owner)s AND epoch = %(epoch)s AND state = {_RUNNING} "
     f"AND EXISTS (SELECT 1 FROM owners o WHERE o.id = %(owner)s AND o.lease_expires > {_NOW})"
 )
+# The same fence for writes outside the jobs table, run first in their transaction: FOR SHARE holds the job row,
+# so recovery (an UPDATE of it) cannot hand the job to another replica until that transaction has committed.
+FENCE_CHECK = f"SELECT 1 FROM jobs WHERE {_FENCE} FOR SHARE"
 # The notification of a written row, sent by the statement that wrote it (so it is committed with it).
 _NOTIFY = f"pg_notify('{CHANNEL}', concat_ws('|', %(sender)s::text, u.id, u.seq, u.state, u.cancel_requested::int, 0))"
 

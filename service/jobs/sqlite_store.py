@@ -136,6 +136,9 @@ _FENCE = (
     "AND EXISTS (SELECT 1 FROM owners WHERE owners.id = :owner AND owners.lease_expires > :now)"
 )
 _TERMINAL = ", ".join(str(int(s)) for s in sorted(TERMINAL_STATES))
+# The same fence for writes outside the jobs table: run inside another transaction on this database (it holds the
+# write lock: BEGIN IMMEDIATE), a row back means the claim still holds until that transaction commits.
+FENCE_CHECK = f"SELECT 1 FROM jobs WHERE {_FENCE}"
 
 
 def _params(job: Job) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 
+from reelscan.service.jobs.handler import Claim, JobLost
 from reelscan.service.scan.library_model import ProbedFile, ScanErrorRecord
 from reelscan.service.scan.library_store import LibraryStore
 from reelscan.service.telemetry.events import NO_TELEMETRY, Telemetry
@@ -31,8 +32,10 @@ class BatchWriter:
         max_delay_s: float = 0.1,
         *,
         telemetry: Telemetry = NO_TELEMETRY,
+        fence: Claim | None = None,
     ) -> None:
         self._library = library
+        self._fence = fence  # every batch lands only while the job's claim holds (LibraryStore.write_batch)
         self._telemetry = telemetry
         self._max_rows = max_rows
         self._max_delay_s = max_delay_s
@@ -83,11 +86,11 @@ class BatchWriter:
             for attempt, delay in enumerate((*WRITE_RETRY_DELAYS_S, None), start=1):
                 started = time.perf_counter()
                 try:
-                    await self._library.write_batch(probed, errors, unmissing)
+                    await self._library.write_batch(probed, errors, unmissing, fence=self._fence)
                     self._telemetry.db_write("library", "write_batch", time.perf_counter() - started)
                     break
                 except Exception as error:
-                    if delay is None:
+                    if delay is None or isinstance(error, JobLost):  # lost: no retry will ever land
                         self._failure = error
                         return
                     log.warning(

@@ -104,7 +104,8 @@ class _ScanRun:
         self.prober = prober
         self.settings = settings
         self.telemetry = telemetry
-        self.writer = BatchWriter(library, telemetry=telemetry)
+        # Fenced: once this server has lost the job, none of its batches lands (a successor writes them instead).
+        self.writer = BatchWriter(library, telemetry=telemetry, fence=ctx.claim)
         # A shard's scan errors are its parent's: ListScanErrors of the parent lists every shard's.
         self.errors_job_id = ctx.parent_id or ctx.job_id
         self.counts = dict.fromkeys(
@@ -325,7 +326,7 @@ class _ScanRun:
             return
         self.counts["missing"] = gone_count
         started = time.perf_counter()
-        await self.library.mark_missing(paths_to_mark)
+        await self.library.mark_missing(paths_to_mark, fence=self.ctx.claim)
         self.telemetry.db_write("library", "mark_missing", time.perf_counter() - started)
 
 

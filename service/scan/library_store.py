@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
+from reelscan.service.jobs.handler import Claim
 from reelscan.service.scan.library_model import KnownFile, ProbedFile, ScanErrorRecord, Video, VideoFilter
 
 
@@ -33,8 +34,13 @@ class LibraryStore(Protocol):
         probed: Sequence[ProbedFile] = (),
         errors: Sequence[ScanErrorRecord] = (),
         unmissing: Sequence[str] = (),
+        fence: Claim | None = None,
     ) -> None:
         """Stores probe outcomes, scan errors and returned files in one transaction (all or nothing).
+
+        With `fence`, the transaction lands only while that job claim still holds (its owner, epoch and live lease,
+        checked inside the transaction on the jobs table of the same database): otherwise nothing is written and
+        JobLost is raised, so a server that lost the job cannot write what its successor is writing too.
 
         - `probed`: inserts or replaces each path's row in place (a known path keeps its id and create_time) and
           clears its missing flag; probe_time becomes now. A failed probe (info None) is stored too, with its
@@ -45,9 +51,10 @@ class LibraryStore(Protocol):
         Nothing to write writes nothing."""
         ...
 
-    async def mark_missing(self, paths: Iterable[str], chunk: int = 5000) -> None:
+    async def mark_missing(self, paths: Iterable[str], chunk: int = 5000, fence: Claim | None = None) -> None:
         """Flags these library paths as missing (rows are never deleted), at most `chunk` per transaction so that a
-        huge vanished tree does not hold the write lock for long. Unknown paths are ignored."""
+        huge vanished tree does not hold the write lock for long. Unknown paths are ignored. `fence`: as for
+        write_batch, per transaction."""
         ...
 
     async def delete_scan_errors(self, job_id: str) -> None:

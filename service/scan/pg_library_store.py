@@ -44,6 +44,8 @@ import psycopg
 
 from reelscan.service.errors import InvalidArgument, NotFound
 from reelscan.service.jobs import page_token
+from reelscan.service.jobs.handler import Claim, JobLost
+from reelscan.service.jobs.pg_store import FENCE_CHECK
 from reelscan.service.pg.database import PgDatabase
 from reelscan.service.pg.migrate import migrate
 from reelscan.service.scan.library_model import (
@@ -472,8 +474,9 @@ class PgLibraryStore:
         probed: Sequence[ProbedFile] = (),
         errors: Sequence[ScanErrorRecord] = (),
         unmissing: Sequence[str] = (),
+        fence: Claim | None = None,
     ) -> None:
-        """Stores probe outcomes, scan errors and returned files in one transaction."""
+        """Stores probe outcomes, scan errors and returned files in one transaction (fenced on `fence`)."""
         if not (probed or errors or unmissing):
             return
         now = time.time()
@@ -490,6 +493,7 @@ class PgLibraryStore:
         for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
             try:
                 async with self._db.pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
+                    await _check_fence(cursor, fence)
                     if rows:
                         await cursor.execute(_CREATE_STAGE)
                         async with cursor.copy(_COPY_STAGE) as copy:
@@ -505,7 +509,7 @@ class PgLibraryStore:
                 if attempt == DEADLOCK_ATTEMPTS:
                     raise
 
-    async def mark_missing(self, paths: Iterable[str], chunk: int = 5000) -> None:
+    async def mark_missing(self, paths: Iterable[str], chunk: int = 5000, fence: Claim | None = None) -> None:
         """Flags library entries as missing, at most `chunk` per transaction."""
         now = time.time()
         batch: list[bytes] = []
@@ -513,16 +517,17 @@ class PgLibraryStore:
             if _storable(path):
                 batch.append(path_hash(path))
             if len(batch) >= chunk:
-                await self._set_missing(batch, now)
+                await self._set_missing(batch, now, fence)
                 batch = []
         if batch:
-            await self._set_missing(batch, now)
+            await self._set_missing(batch, now, fence)
 
-    async def _set_missing(self, hashes: list[bytes], now: float) -> None:
+    async def _set_missing(self, hashes: list[bytes], now: float, fence: Claim | None) -> None:
         for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
             try:
-                async with self._db.pool.connection() as conn:
-                    await conn.execute(_SET_MISSING, (True, now, hashes, True))
+                async with self._db.pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
+                    await _check_fence(cursor, fence)
+                    await cursor.execute(_SET_MISSING, (True, now, hashes, True))
                 return
             except psycopg.errors.DeadlockDetected:
                 if attempt == DEADLOCK_ATTEMPTS:
@@ -674,3 +679,13 @@ class PgLibraryStore:
     @staticmethod
     def scan_errors_token_after(job_id: str, error: ScanErrorRecord) -> str:
         return page_token.encode([error.id], page_token.fingerprint(["scan_errors", job_id]))
+
+
+async def _check_fence(cursor: psycopg.AsyncCursor[Any], fence: Claim | None) -> None:
+    """First in a write transaction: JobLost unless the claim still holds (the jobs tables are in this database;
+    FOR SHARE keeps recovery from taking the job over until the transaction ends)."""
+    if fence is None:
+        return
+    await cursor.execute(FENCE_CHECK, {"id": fence.job_id, "owner": fence.owner, "epoch": fence.epoch})
+    if await cursor.fetchone() is None:
+        raise JobLost(f"job {fence.job_id} is no longer this server's: library write refused")

@@ -36,6 +36,8 @@ from reelscan.service import db
 from reelscan.service.config import ConfigError
 from reelscan.service.errors import InvalidArgument, NotFound
 from reelscan.service.jobs import page_token
+from reelscan.service.jobs.handler import Claim, JobLost
+from reelscan.service.jobs.sqlite_store import FENCE_CHECK
 from reelscan.service.scan.library_model import (
     KnownFile,
     ProbedFile,
@@ -404,8 +406,9 @@ class SqliteLibraryStore:
         probed: Sequence[ProbedFile] = (),
         errors: Sequence[ScanErrorRecord] = (),
         unmissing: Sequence[str] = (),
+        fence: Claim | None = None,
     ) -> None:
-        """Stores probe outcomes, scan errors and returned files in one transaction."""
+        """Stores probe outcomes, scan errors and returned files in one transaction (fenced on `fence`)."""
         if not (probed or errors or unmissing):
             return
         now = time.time()
@@ -417,6 +420,7 @@ class SqliteLibraryStore:
         async with self._write_lock:
             await self._writer.execute("BEGIN IMMEDIATE")
             try:
+                await self._check_fence(fence)
                 if upserts:
                     await self._writer.executemany(_UPSERT, upserts)
                 if error_rows:
@@ -434,7 +438,7 @@ class SqliteLibraryStore:
                 await self._writer.execute("ROLLBACK")
                 raise
 
-    async def mark_missing(self, paths: Iterable[str], chunk: int = 5000) -> None:
+    async def mark_missing(self, paths: Iterable[str], chunk: int = 5000, fence: Claim | None = None) -> None:
         """Flags library entries as missing (chunked transactions, so a huge vanished tree does not hold the write
         lock for long)."""
         now = time.time()
@@ -442,15 +446,25 @@ class SqliteLibraryStore:
         for path in paths:
             batch.append((now, path))
             if len(batch) >= chunk:
-                await self._update_missing(batch)
+                await self._update_missing(batch, fence)
                 batch = []
         if batch:
-            await self._update_missing(batch)
+            await self._update_missing(batch, fence)
 
-    async def _update_missing(self, rows: list[tuple[float, str]]) -> None:
+    async def _check_fence(self, fence: Claim | None) -> None:
+        """Inside a write transaction (BEGIN IMMEDIATE: the write lock is ours, so the job row cannot change before
+        the commit): JobLost unless the claim still holds. The jobs tables live in the same file."""
+        if fence is None:
+            return
+        params = {"id": fence.job_id, "owner": fence.owner, "epoch": fence.epoch, "now": time.time()}
+        if not await self._writer.execute_fetchall(FENCE_CHECK, params):
+            raise JobLost(f"job {fence.job_id} is no longer this server's: library write refused")
+
+    async def _update_missing(self, rows: list[tuple[float, str]], fence: Claim | None) -> None:
         async with self._write_lock:
             await self._writer.execute("BEGIN IMMEDIATE")
             try:
+                await self._check_fence(fence)
                 await self._writer.executemany(
                     "UPDATE videos SET missing = 1, update_time = ? WHERE path = ? AND missing = 0", rows
                 )

@@ -469,6 +469,20 @@ CREATE TRIGGER test_audit AFTER INSERT OR UPDATE ON jobs FOR EACH ROW EXECUTE FU
 """
 
 
+# The same for the library: who wrote which file's row, when (library writes are fenced on the job's claim too).
+LIBRARY_AUDIT_SQL = """
+CREATE TABLE test_library_audit (n bigserial PRIMARY KEY, path text, app text, at double precision);
+CREATE FUNCTION test_library_audit_row() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO test_library_audit (path, app, at)
+  VALUES (NEW.path, current_setting('application_name'), extract(epoch from clock_timestamp()));
+  RETURN NEW;
+END $$;
+CREATE TRIGGER test_library_audit AFTER INSERT OR UPDATE ON videos FOR EACH ROW
+  EXECUTE FUNCTION test_library_audit_row();
+"""
+
+
 def logged_at(log: str, needle: str) -> float:
     """The wall-clock time (Unix seconds) of the first server log line containing `needle`."""
     line = next((line for line in log.splitlines() if needle in line), None)
@@ -630,6 +644,7 @@ async def test_frozen_owner_resumes_without_writing_to_the_job_it_lost(
     url = pg_cluster.create_database(dbname)
     replicas = make_replicas(url=url, probe_delay_s=0.1)
     pg_cluster.sql(AUDIT_SQL, dbname)
+    pg_cluster.sql(LIBRARY_AUDIT_SQL, dbname)
     root = make_tree(media / "frozen", clip, files)
     async with connect(replicas) as apis:
         job = await apis[0].scan(root)
@@ -662,6 +677,13 @@ async def test_frozen_owner_resumes_without_writing_to_the_job_it_lost(
     lease_expires = float(pg_cluster.sql(f"SELECT lease_expires FROM owners WHERE id = '{old}'", dbname))
     frozen_app = replicas.app_names[x]
     late = [row for row in audit if row[2] == frozen_app and float(row[3]) >= lease_expires]
+    library_writes = [
+        row.split("|")
+        for row in pg_cluster.sql("SELECT path, app, at FROM test_library_audit ORDER BY n", dbname).splitlines()
+    ]
+    late_library = [row for row in library_writes if row[1] == frozen_app and float(row[2]) >= lease_expires]
+    assert any(row[1] == frozen_app for row in library_writes), "the audit saw no library write of the frozen owner"
+    assert not late_library, f"the resumed replica wrote library rows after its lease expired: {late_library}"
     print(
         f"frozen owner: taken over {takeover_s:.2f}s after SIGSTOP; resumed, it answered health "
         f"{answered_s:.2f}s after SIGCONT; {len(late)} writes to the job after its lease expired"

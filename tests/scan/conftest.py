@@ -118,6 +118,7 @@ class RecordingContext:
     reports: list[dict[str, Any]] = field(default_factory=list)
     results: list[dict[str, int]] = field(default_factory=list)
     parent_id: str = ""
+    claim: None = None  # run outside an engine: no claim to fence library writes on
 
     @property
     def children(self) -> _NoChildren:
