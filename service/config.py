@@ -40,6 +40,9 @@ class Settings:
     job_timeout_s: float = 3600.0
     probe_timeout_s: float = 10.0
     probe_workers: int = max(1, os.cpu_count() or 1)
+    # Files in flight per worker (threads in the worker): PyAV releases the GIL while FFmpeg reads, so on slow
+    # storage (network mounts) several probes per core overlap their waits; on a local disk it costs nothing.
+    probe_concurrency: int = 8
     prober: str = "pyav"  # or "ffprobe"
     extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
     job_retention_s: float = 7 * 24 * 3600.0
@@ -192,6 +195,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] 
     add("--probe-timeout", "time limit for probing one file, in seconds", d.probe_timeout_s, type=float, metavar="S")
     add("--probe-workers", "probe worker processes", d.probe_workers, type=int, metavar="N")
     add(
+        "--probe-concurrency",
+        "files probed at once in each worker (threads; more helps on slow storage such as network mounts)",
+        d.probe_concurrency,
+        type=int,
+        metavar="N",
+    )
+    add(
         "--prober",
         "probe backend: pyav (in worker processes) or ffprobe (subprocess)",
         d.prober,
@@ -316,6 +326,7 @@ def settings_from_args(ns: argparse.Namespace) -> Settings:
         job_timeout_s=float(ns.job_timeout),
         probe_timeout_s=float(ns.probe_timeout),
         probe_workers=int(ns.probe_workers),
+        probe_concurrency=int(ns.probe_concurrency),
         prober=str(ns.prober),
         extensions=exts,
         job_retention_s=float(ns.job_retention),
@@ -338,6 +349,7 @@ def settings_from_args(ns: argparse.Namespace) -> Settings:
         ("--job-timeout", settings.job_timeout_s),
         ("--probe-timeout", settings.probe_timeout_s),
         ("--probe-workers", settings.probe_workers),
+        ("--probe-concurrency", settings.probe_concurrency),
         ("--job-retention", settings.job_retention_s),
         ("--max-message-bytes", settings.max_message_bytes),
         ("--lease-ttl", settings.lease_ttl_s),
