@@ -55,6 +55,7 @@ class Sizes:
     scaling_roots: int  # scans submitted at once
     scaling_root_files: int  # files per root (hard links to real clips)
     backend_scan_files: int  # SQLite vs PostgreSQL single-replica cold scan
+    real_clips: int = 200  # realistic corpus (10-30 s at 720p/1080p with audio; bench/corpus.py real-N)
 
     @staticmethod
     def full() -> Sizes:
@@ -102,6 +103,7 @@ class Sizes:
             scaling_roots=8,
             scaling_root_files=60,
             backend_scan_files=1000,
+            real_clips=60,
         )
 
 

@@ -276,7 +276,8 @@ class _Worker:
         running = self.running()
         self.death_reason = reason
         self.death_cause = cause
-        self.death_file = file if file is not None else running[0].path if running else ""
+        # The file it was on; when it died running several, the pool cannot tell which: all of them, in order.
+        self.death_file = file if file is not None else "; ".join(item.path for item in running)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
