@@ -2,7 +2,8 @@
 machine gets the same header fields: a bare `multiprocessing` pool of 2 pre-warmed processes running a plain
 `av.open` + header-field loop (bench/reference.py; target >= 0.9x).
 
-Two corpora (bench/corpus.py): 3,000 tiny clips and the 1,000 mixed ones. Each round, for each corpus:
+Three corpora (bench/corpus.py): 3,000 tiny clips, the 1,000 mixed tiny ones, and 200 realistic clips (10-30 s at
+720p/1080p with audio; H.264/HEVC/VP9; some with the index at the end). Each round, for each corpus:
 - the reference pool over the files,
 - a freshly started server (fresh database; timed from its first StartScan, so worker start-up and warm-up must
   be over by the time it reports SERVING), scanning them all: "first scan",
@@ -46,8 +47,8 @@ def _spread(ratios: list[float]) -> str:
     return f"pair ratios median {median(ratios):.2f}x, range {min(ratios):.2f}-{max(ratios):.2f}x over {len(ratios)}"
 
 
-def _corpus_rows(ctx: Context, pool: reference.PyavPool, count: int) -> list[Row]:
-    root, files = corpus.clips(count)
+def _corpus_rows(ctx: Context, pool: reference.PyavPool, label: str, root: Path, files: list[str]) -> list[Row]:
+    count = len(files)
     warm_page_cache(files)
     refs: list[float] = []
     firsts: list[tuple[float, rpc.ScanRun]] = []
@@ -61,7 +62,7 @@ def _corpus_rows(ctx: Context, pool: reference.PyavPool, count: int) -> list[Row
         firsts.append((len(files) / first.seconds, first))
         forced.append(len(files) / again.seconds)
         log(
-            f"  {count} clips #{i + 1}: reference {refs[-1]:.0f} files/s, first scan {firsts[-1][0]:.0f}, "
+            f"  {label} #{i + 1}: reference {refs[-1]:.0f} files/s, first scan {firsts[-1][0]:.0f}, "
             f"forced rescan {forced[-1]:.0f} ({firsts[-1][0] / refs[-1]:.2f}x, {forced[-1] / refs[-1]:.2f}x)"
         )
     first_ratios = [f / r for (f, _), r in zip(firsts, refs, strict=True)]
@@ -80,7 +81,7 @@ def _corpus_rows(ctx: Context, pool: reference.PyavPool, count: int) -> list[Row
     }
     return [
         Row(
-            f"cold scan (1), {count} clips: first scan after start",
+            f"cold scan (1), {label}: first scan after start",
             "files/s",
             median([r for r, _ in firsts]),
             ref,
@@ -93,7 +94,7 @@ def _corpus_rows(ctx: Context, pool: reference.PyavPool, count: int) -> list[Row
             extra=detail,
         ),
         Row(
-            f"cold scan (1), {count} clips: forced rescan, warm server",
+            f"cold scan (1), {label}: forced rescan, warm server",
             "files/s",
             median(forced),
             ref,
@@ -111,7 +112,10 @@ def run(ctx: Context) -> list[Row]:
     rows: list[Row] = []
     with reference.pyav_pool(warm) as pool:
         for count in (big, sizes.clips):
-            rows += _corpus_rows(ctx, pool, count)
+            root, files = corpus.clips(count)
+            rows += _corpus_rows(ctx, pool, f"{count:,} tiny clips", root, files)
+        root, files = corpus.real(sizes.real_clips)
+        rows += _corpus_rows(ctx, pool, f"{len(files)} realistic clips", root, files)
     _, files = corpus.clips(sizes.clips)
     ours_us, plain_us = reference.probe_cost(files[:300])
     log(f"  probe cost in process: ours {ours_us:.0f} us/file, plain {plain_us:.0f} us/file")
