@@ -59,6 +59,9 @@ class Settings:
     # fault injection on, files whose names contain "reelscan-hang" / "reelscan-crash" hang or kill their worker.
     probe_delay_s: float = 0.0
     fault_injection: bool = False
+    # Off only in tests that fake file-system failures in the server process (monkeypatched os.scandir): the probe
+    # workers list directories for the walk by default, out of the server's reach.
+    walk_in_workers: bool = True
 
     @property
     def database(self) -> str:

@@ -138,6 +138,8 @@ class _ScanRun:
             extensions=self.spec.extensions,
             follow_symlinks=self.spec.follow_symlinks,
             allow_roots=self.settings.allow_roots,
+            # The probe workers list directories on every core (the server's threads share one GIL).
+            lister=self.prober if self.settings.walk_in_workers and hasattr(self.prober, "list_directories") else None,  # type: ignore[arg-type]
         )
         # aclosing: a cancelled scan stops its walk threads now, not whenever the generator is collected.
         async with contextlib.aclosing(batches):

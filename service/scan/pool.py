@@ -40,12 +40,13 @@ import logging
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
 from reelscan.service.scan.media_info import MediaInfo, ProbeErrorKind, ProbeFailure
 from reelscan.service.scan.probe_worker import FrameDecoder, ProtocolError, encode_frame
 from reelscan.service.scan.prober import ProbeResult, ProberUnavailable
+from reelscan.service.scan.walker import FoundFile, WalkError
 from reelscan.service.telemetry.events import NO_TELEMETRY, Telemetry
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,22 @@ class _Stream:
             self.wake.set()
 
 
+class _ListerDied(Exception):
+    """The worker listing these directories died: list them again elsewhere."""
+
+
+class _Listing:
+    """One list_directories request while its worker answers it (in several frames)."""
+
+    __slots__ = ("directories", "errors", "files", "future")
+
+    def __init__(self) -> None:
+        self.files: list[FoundFile] = []
+        self.errors: list[WalkError] = []
+        self.directories: list[tuple[str, int, int]] = []
+        self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+
 class _Worker:
     """One worker process, its pipes, the requests it holds and the task that reads its replies. Event loop only."""
 
@@ -122,6 +139,7 @@ class _Worker:
         self._reader: asyncio.Task[None] | None = None
         # Requests sent and not answered, by id, in the order sent (which is the order the worker starts them).
         self.inflight: dict[int, _Item] = {}
+        self.listings: dict[int, _Listing] = {}  # directory listings it is answering (walker.list_directories)
         self._sent = 0
         self._answered = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -181,6 +199,9 @@ class _Worker:
                 self.ready.set_result(None)
                 self._pool.changed()
             return
+        if "listed" in message:
+            self._listed(message)
+            return
         results = message.get("results")
         if not isinstance(results, list):
             self.kill("sent a frame without results", cause="malformed")
@@ -217,6 +238,35 @@ class _Worker:
             self.solo = False
         self._arm_timer()
         self._pool.settle(self, done, now)
+
+    def _listed(self, message: dict[str, Any]) -> None:
+        listing = self.listings.get(message["listed"])
+        if listing is None:  # its walk was closed (a cancelled scan): nobody wants it
+            return
+        try:
+            if "failed" in message:
+                del self.listings[message["listed"]]
+                listing.future.set_exception(RuntimeError(str(message["failed"])))
+                return
+            listing.files += message.get("files", ())
+            listing.errors += (WalkError(str(p), str(r), bool(d)) for p, r, d in message.get("errors", ()))
+            listing.directories += ((str(p), int(dev), int(ino)) for p, dev, ino in message.get("dirs", ()))
+        except (TypeError, ValueError) as error:
+            self.kill(f"sent a malformed listing ({error})", cause="malformed", suspects=False)
+            return
+        if not message.get("more"):
+            del self.listings[message["listed"]]
+            if not listing.future.done():
+                listing.future.set_result(None)
+
+    def send_listing(self, request_id: int, directories: list[str], spec: Mapping[str, Any]) -> _Listing:
+        assert self.process is not None and self.process.stdin is not None
+        if self.dead or self.process.stdin.is_closing():
+            raise _ListerDied()
+        listing = _Listing()
+        self.listings[request_id] = listing
+        self.process.stdin.write(encode_frame({"list": request_id, "dirs": directories, "spec": dict(spec)}))
+        return listing
 
     def send(self, items: list[_Item]) -> bool:
         """Queues requests on this worker in one frame; False (nothing queued) if its pipe is closed."""
@@ -286,6 +336,10 @@ class _Worker:
             self.ready.exception()  # mark it retrieved: nobody may be awaiting it any more
         items = list(self.inflight.values())
         self.inflight.clear()
+        for listing in self.listings.values():
+            if not listing.future.done():
+                listing.future.set_exception(_ListerDied())
+        self.listings.clear()
         self._pool.lost(self, items, running if suspects else [], reason)
 
     def kill(self, reason: str, cause: str = "crash", file: str | None = None, suspects: bool = True) -> None:
@@ -423,6 +477,45 @@ class ProbePool:
             async for batch in results:
                 return batch[0][1]
         raise AssertionError("a stream of one file ended without its result")  # pragma: no cover
+
+    # ---- directory listings (walker.list_directories, for the walk) ------------------------------------------------
+
+    @property
+    def listers(self) -> int:
+        return 2 * self._size  # two per worker: one being listed, one waiting, so a worker's lister never idles
+
+    async def list_directories(
+        self, directories: list[str], spec: Mapping[str, Any]
+    ) -> tuple[list[FoundFile], list[WalkError], list[tuple[str, int, int]]]:
+        """Lists `directories` in a worker process (see walker.list_directories). A worker that dies meanwhile (it
+        touches no media, so an OOM kill or an operator's) costs a retry on another one."""
+        if not self._started:
+            await self.start()
+        for _ in range(BROKEN_AFTER_FAILURES):
+            worker = await self._listing_worker()
+            request_id = self.next_id()
+            try:
+                listing = worker.send_listing(request_id, directories, spec)
+                await listing.future
+            except _ListerDied:
+                continue
+            except asyncio.CancelledError:
+                worker.listings.pop(request_id, None)  # its reply, when it comes, is dropped
+                raise
+            return listing.files, listing.errors, listing.directories
+        raise ProberUnavailable(f"probe workers died {BROKEN_AFTER_FAILURES} times while listing a directory")
+
+    async def _listing_worker(self) -> _Worker:
+        while True:
+            if self._closed:
+                raise ProberUnavailable("probe pool is closed")
+            live = [w for w in self._workers if w.live]
+            if live:
+                return min(live, key=lambda w: len(w.listings))
+            if self._broken_reason:
+                raise ProberUnavailable(self._broken_reason)
+            self._changed.clear()
+            await self._changed.wait()
 
     def _abandon(self, stream: _Stream) -> None:
         stream.closed = True

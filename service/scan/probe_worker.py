@@ -8,8 +8,9 @@ subverted by a hostile file cannot make the server unpickle code; json's \\udcXX
 not valid UTF-8 (surrogate-escaped str) through unchanged. MediaInfo goes through media_info's own to_json /
 from_json, so fields added there pass through untouched.
 
-Requests:  {"batch": [[id, path], ...]}
-Replies:   {"ready": pid} once at start, then {"results": [[id, "info", {...}] | [id, "error", [kind, reason]], ...]}
+Requests:  {"batch": [[id, path], ...]}, or {"list": id, "dirs": [...], "spec": {...}} (walker.list_directories)
+Replies:   {"ready": pid} once at start, then {"results": [[id, "info", {...}] | [id, "error", [kind, reason]], ...]},
+           and for a listing frames {"listed": id, "files"|"errors"|"dirs": [...], "more": bool} (or "failed": why)
 
 Why batches: a probe of a small file costs about a millisecond, about as much as one JSON frame, one pipe wake-up
 and one future per file on the server did. Requests come in batches of what the worker may queue; replies are
@@ -86,12 +87,16 @@ class FrameDecoder:
         return messages
 
 
+_WRITE_LOCK = threading.Lock()  # the results writer and the lister share the reply pipe: whole frames only
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     try:
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        with _WRITE_LOCK:
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
     except BrokenPipeError:
         # The server is gone (killed while this worker started or probed): leave without a traceback, which would
         # land in the server's log stream as a line that is not the server's (and not JSON with --log-format json).
@@ -161,6 +166,33 @@ def _probe_loop(work: queue.SimpleQueue[tuple[int, str]], outbox: _Outbox, delay
 _DELAY_LOCK = threading.Lock()
 
 
+def _list_loop(requests: queue.SimpleQueue[dict[str, Any]], fd: int) -> None:
+    """Lists directories for the server's walk (walker.list_directories), one request at a time, in frames of at
+    most LIST_FRAME_ENTRIES entries (the last one says more=false)."""
+    from reelscan.service.scan import walker
+
+    step = walker.LIST_FRAME_ENTRIES
+    while True:
+        request = requests.get()
+        request_id = request["list"]
+        try:
+            files, errors, subdirectories = walker.list_directories(request["dirs"], request["spec"])
+        except Exception as error:  # a bug, not a bad file: the scan fails with it, as an in-process walk would
+            _write_all(fd, encode_frame({"listed": request_id, "failed": f"{type(error).__name__}: {error}"}))
+            continue
+        error_rows = [[e.path, e.reason, e.is_dir] for e in errors]
+        for start in range(0, len(files), step):
+            frame = {"listed": request_id, "files": files[start : start + step], "more": True}
+            _write_all(fd, encode_frame(frame))
+        for start in range(0, len(error_rows), step):
+            frame = {"listed": request_id, "errors": error_rows[start : start + step], "more": True}
+            _write_all(fd, encode_frame(frame))
+        for start in range(0, max(1, len(subdirectories)), step):
+            last = start + step >= len(subdirectories)
+            frame = {"listed": request_id, "dirs": subdirectories[start : start + step], "more": not last}
+            _write_all(fd, encode_frame(frame))
+
+
 def _warm_up() -> None:
     """Loads what the first real probe would otherwise pay for (PyAV's modules, FFmpeg's demuxer, parser and
     decoder tables) by probing a tiny clip made in memory, so the first scan after start is as fast as any other."""
@@ -212,6 +244,8 @@ def main() -> None:
     for _ in range(threads):
         args = (work, outbox, probe_delay_s, fault_injection)
         threading.Thread(target=_probe_loop, args=args, name="reelscan-probe", daemon=True).start()
+    listings: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+    threading.Thread(target=_list_loop, args=(listings, wfd), name="reelscan-lister", daemon=True).start()
     _write_all(wfd, encode_frame({"ready": os.getpid()}))
     decoder = FrameDecoder()
     while True:
@@ -219,5 +253,8 @@ def main() -> None:
         if not chunk:  # the server closed the pipe: shut down (probes in flight are abandoned)
             os._exit(0)
         for message in decoder.feed(chunk):
+            if "list" in message:
+                listings.put(message)
+                continue
             for request_id, path in message["batch"]:
                 work.put((int(request_id), str(path)))

@@ -77,7 +77,9 @@ async def rig(tmp_path: Path, corpus: Corpus) -> AsyncIterator[Rig]:
         copy_clip(clip.path, root / ("sub" if i % 2 else "") / f"clip{i}{clip.path.suffix}")
     shutil.copyfile(corpus.broken["zero"], root / "zero.mp4")
     shutil.copyfile(corpus.broken["random"], root / "sub" / "random.mkv")
-    settings = Settings(allow_roots=(tmp_path,), probe_workers=2, probe_timeout_s=10)
+    # walk_in_workers=False: some tests fake file-system failures in this process (monkeypatched os.scandir), which
+    # the probe workers would not see; the worker walk is checked against this one in test_walker.py.
+    settings = Settings(allow_roots=(tmp_path,), probe_workers=2, probe_timeout_s=10, walk_in_workers=False)
     library: LibraryStore = await SqliteLibraryStore.open(tmp_path / "lib.db")
     pool = ProbePool(size=2, timeout_s=10)
     await pool.start()
