@@ -48,7 +48,6 @@ def _spread(ratios: list[float]) -> str:
 
 
 def _corpus_rows(ctx: Context, pool: reference.PyavPool, label: str, root: Path, files: list[str]) -> list[Row]:
-    count = len(files)
     warm_page_cache(files)
     refs: list[float] = []
     firsts: list[tuple[float, rpc.ScanRun]] = []
