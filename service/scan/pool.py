@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 READY_TIMEOUT_S = 60.0
 # Requests queued in a worker beyond its running ones: enough to cover a reply frame's round trip (the worker
 # gathers results for a few ms) so it never waits for work, few enough that the end of a scan stays balanced.
-PREFETCH = 8
+PREFETCH = 32
 _WORKER_COMMAND = "from reelscan.service.scan.probe_worker import main; main()"
 # Consecutive failed start-ups after which probes fail fast instead of waiting for a worker.
 BROKEN_AFTER_FAILURES = 3
@@ -130,8 +130,10 @@ class _Worker:
         self._pool = pool
         # --probe-delay (tests, benchmarks) stands for CPU work, which threads of one process do not overlap: with
         # a delay, each worker probes one file at a time, so slowed-down scans keep the pace tests rely on.
-        self.threads = 1 if pool.probe_delay_s > 0 else pool.threads
-        self._args = (f"{pool.probe_delay_s:g}", "1" if pool.fault_injection else "0", str(self.threads))
+        self.max_threads = 1 if pool.probe_delay_s > 0 else pool.threads
+        self._args = (f"{pool.probe_delay_s:g}", "1" if pool.fault_injection else "0", str(self.max_threads))
+        # Threads it runs: one at start, more when it says so ({"threads": n}, only ever up; probe_worker._grow).
+        self.threads = 1
         self.window = self.threads + PREFETCH
         self._timeout_s = pool.timeout_s
         self.process: asyncio.subprocess.Process | None = None
@@ -202,6 +204,9 @@ class _Worker:
         if "listed" in message:
             self._listed(message)
             return
+        if "threads" in message:
+            self._grew(message["threads"])
+            return
         results = message.get("results")
         if not isinstance(results, list):
             self.kill("sent a frame without results", cause="malformed")
@@ -238,6 +243,20 @@ class _Worker:
             self.solo = False
         self._arm_timer()
         self._pool.settle(self, done, now)
+
+    def _grew(self, threads: object) -> None:
+        if not isinstance(threads, int) or not self.threads < threads <= self.max_threads:
+            self.kill(f"announced {threads!r} probe threads", cause="malformed", suspects=False)
+            return
+        self.threads = threads
+        self.window = threads + PREFETCH
+        # The worker said so before letting the new threads take requests: their clocks start now at the latest.
+        now = time.perf_counter()
+        for item in itertools.islice(self.inflight.values(), self.threads):
+            if item.started is None:
+                item.started = now
+        self._arm_timer()
+        self._pool.changed()
 
     def _listed(self, message: dict[str, Any]) -> None:
         listing = self.listings.get(message["listed"])

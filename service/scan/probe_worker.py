@@ -10,6 +10,7 @@ from_json, so fields added there pass through untouched.
 
 Requests:  {"batch": [[id, path], ...]}, or {"list": id, "dirs": [...], "spec": {...}} (walker.list_directories)
 Replies:   {"ready": pid} once at start, then {"results": [[id, "info", {...}] | [id, "error", [kind, reason]], ...]},
+           {"threads": n} when it runs more probe threads (see _grow),
            and for a listing frames {"listed": id, "files"|"errors"|"dirs": [...], "more": bool} (or "failed": why)
 
 Why batches: a probe of a small file costs about a millisecond, about as much as one JSON frame, one pipe wake-up
@@ -22,7 +23,9 @@ reply is written after its probe ended, so when the server sees a reply, the req
 started no earlier than that: the server's clock for a file never starts before the worker's.
 
 Threads (--probe-concurrency): PyAV releases the GIL while FFmpeg opens and reads a file, so on slow storage
-(network mounts, milliseconds per read) several files in flight per worker overlap their waits.
+(network mounts, milliseconds per read) several files in flight per worker overlap their waits. A worker starts
+with one thread and adds threads only when its probes wait on storage (_grow): on a local disk probes are
+CPU-bound and threads of one process would only fight over the GIL (measured: ~1.5-2x the CPU per file).
 """
 
 from __future__ import annotations
@@ -138,12 +141,76 @@ class _Outbox:
             time.sleep(FLUSH_INTERVAL_S)
 
 
-def _probe_loop(work: queue.SimpleQueue[tuple[int, str]], outbox: _Outbox, delay_s: float, faults: bool) -> None:
+# Every GROW_INTERVAL_S, a worker whose probes are waiting for work (requests queued, every running thread busy)
+# while its probe threads spent more than GROW_WHEN_BLOCKED of the time blocked (neither on a CPU, nor waiting for
+# one (the kernel's schedstat), nor waiting for a request) is waiting on storage: it runs twice as many threads, up
+# to --probe-concurrency. Blocked, not "little CPU": on a busy machine a CPU-bound worker gets little CPU too, but
+# it is runnable meanwhile. Threads are never taken back (the server's timeout clock relies on a thread count that
+# only grows; a fresh worker starts at one again).
+GROW_INTERVAL_S = 0.1
+GROW_WHEN_BLOCKED = 0.5
+_probe_threads: list[int] = []  # native ids of the probe threads holding a slot
+_idle_s: dict[int, float] = {}  # per probe thread: seconds spent waiting for a request (not blocked on storage)
+
+
+def _not_blocked_s(thread_ids: list[int]) -> float:
+    """Seconds these threads have spent on a CPU, waiting in a run queue (Linux /proc/self/task/*/schedstat) or
+    waiting for a request: everything but waiting on storage."""
+    total = 0
+    idle = sum(_idle_s.get(tid, 0.0) for tid in thread_ids)
+    for tid in thread_ids:
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat", "rb") as stats:
+                running, waiting, _ = stats.read().split()
+        except (OSError, ValueError):
+            return float("nan")  # no schedstat here: never grow on a guess (every comparison with nan is false)
+        total += int(running) + int(waiting)
+    return total / 1e9 + idle
+
+
+def _grow(slots: threading.Semaphore, work: queue.SimpleQueue[tuple[int, str]], fd: int, most: int) -> None:
+    """Runs one probe thread at first (threads of one process fight over the GIL: on a local disk, where probes are
+    CPU-bound, a second thread costs CPU and gains nothing) and more when the probes wait on storage."""
+    active = 1
+    while len(_probe_threads) < active:
+        time.sleep(0.01)
+    busy = _not_blocked_s(_probe_threads[:active])
+    while active < most:
+        time.sleep(GROW_INTERVAL_S)
+        now = _not_blocked_s(_probe_threads[:active])
+        blocked = 1 - (now - busy) / (active * GROW_INTERVAL_S)
+        busy = now
+        if work.qsize() > 0 and blocked > GROW_WHEN_BLOCKED:
+            grown = min(most, 2 * active)
+            # Tell the server first: its clock for a file must never start after the worker started it.
+            _write_all(fd, encode_frame({"threads": grown}))
+            for _ in range(grown - active):
+                slots.release()
+            while len(_probe_threads) < grown:
+                time.sleep(0.001)
+            active = grown
+            busy = _not_blocked_s(_probe_threads[:active])
+
+
+def _probe_loop(
+    slots: threading.Semaphore,
+    work: queue.SimpleQueue[tuple[int, str]],
+    outbox: _Outbox,
+    delay_s: float,
+    faults: bool,
+) -> None:
     from reelscan.service.scan import probe_pyav
 
     delay_lock = _DELAY_LOCK
+    slots.acquire()  # held for good: only threads with a slot take requests, in arrival order
+    me = threading.get_native_id()
+    _idle_s[me] = 0.0
+    _probe_threads.append(me)
+    clock = time.monotonic
     while True:
+        waited = clock()
         request_id, path = work.get()
+        _idle_s[me] += clock() - waited
         if delay_s > 0:
             # --probe-delay (tests, benchmarks) stands for CPU work, which threads of one process do not overlap:
             # one delay at a time per worker, so a worker with N threads is as slow as before, not N times faster.
@@ -241,9 +308,13 @@ def main() -> None:
     outbox = _Outbox(wfd)
     work: queue.SimpleQueue[tuple[int, str]] = queue.SimpleQueue()
     threading.Thread(target=outbox.run, name="reelscan-probe-writer", daemon=True).start()
+    slots = threading.Semaphore(1)
     for _ in range(threads):
-        args = (work, outbox, probe_delay_s, fault_injection)
+        args = (slots, work, outbox, probe_delay_s, fault_injection)
         threading.Thread(target=_probe_loop, args=args, name="reelscan-probe", daemon=True).start()
+    if threads > 1:
+        grow_args = (slots, work, wfd, threads)
+        threading.Thread(target=_grow, args=grow_args, name="reelscan-probe-grow", daemon=True).start()
     listings: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
     threading.Thread(target=_list_loop, args=(listings, wfd), name="reelscan-lister", daemon=True).start()
     _write_all(wfd, encode_frame({"ready": os.getpid()}))
