@@ -250,6 +250,14 @@ def median(samples: Sequence[float]) -> float:
     return statistics.median(samples)
 
 
+def median_pair(ours: Sequence[float], references: Sequence[float]) -> tuple[float, float]:
+    """The (ours, reference) pair of one round whose ratio is the median of the rounds' ratios (the lower middle
+    one for an even count): a table row then shows two numbers measured side by side, and its ratio is the
+    median pair ratio, not a ratio of medians taken from different rounds."""
+    pairs = sorted(zip(ours, references, strict=True), key=lambda pair: pair[0] / pair[1])
+    return pairs[(len(pairs) - 1) // 2]
+
+
 # --- the server under test ---------------------------------------------------------------------------------------
 
 

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from bench import corpus, rpc
-from bench.harness import CACHE, REPO, Context, Row, log, median, reelscan_server
+from bench.harness import CACHE, REPO, Context, Row, log, median, median_pair, reelscan_server
 
 DELAY_MS = 2.0
 
@@ -98,8 +98,7 @@ def run(ctx: Context) -> list[Row]:
         Row(
             name,
             "files/s",
-            median(defaults),
-            median(single),
+            *median_pair(defaults, single),
             "same server, --probe-concurrency 1",
             target_ratio=4.0,
             note=(

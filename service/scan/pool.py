@@ -617,6 +617,9 @@ class ProbePool:
                 for item in self._suspects:
                     item.stream.fail(ProberUnavailable(self._broken_reason))
             return
+        if not self._suspects:
+            for worker in live:
+                worker.draining = False  # the suspect it was emptied for is gone (its scan was cancelled)
         while self._suspects:
             if self._suspects[0].stream.closed:
                 self._suspects.popleft()

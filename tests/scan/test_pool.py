@@ -276,8 +276,9 @@ async def test_files_behind_a_hang_and_a_crash_in_one_batch_are_resent_not_blame
 
 
 async def test_crash_among_many_files_in_flight_costs_that_file_only(corpus: Corpus, tmp_path: Path) -> None:
-    """Two workers with four files each in flight: a crash kills the three files running beside it too; they
-    are suspects, re-sent one at a time, and pass; only the crashing file is blamed."""
+    """Two workers with up to four probe threads and 32 files queued each: a crash kills whatever was running
+    beside it too; those are suspects, re-sent one at a time, and pass; only the crashing file is blamed, and
+    every file queued behind it is probed."""
     paths = _copies(corpus, tmp_path / "threads", 40)
     crash_at = 17
     paths.insert(crash_at, _copy(corpus.clips["vp9_opus"].path, tmp_path / "threads" / "z-reelscan-crash.webm"))
