@@ -40,8 +40,9 @@ class Settings:
     job_timeout_s: float = 3600.0
     probe_timeout_s: float = 10.0
     probe_workers: int = max(1, os.cpu_count() or 1)
-    # Files in flight per worker (threads in the worker): PyAV releases the GIL while FFmpeg reads, so on slow
-    # storage (network mounts) several probes per core overlap their waits; on a local disk it costs nothing.
+    # Most files in flight per worker (threads in the worker): PyAV releases the GIL while FFmpeg reads, so on slow
+    # storage (network mounts) several probes per core overlap their waits. A worker starts with one thread and
+    # adds more only while its probes are blocked on storage (probe_worker._grow).
     probe_concurrency: int = 8
     prober: str = "pyav"  # or "ffprobe"
     extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
@@ -199,7 +200,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] 
     add("--probe-workers", "probe worker processes", d.probe_workers, type=int, metavar="N")
     add(
         "--probe-concurrency",
-        "files probed at once in each worker (threads; more helps on slow storage such as network mounts)",
+        "most files probed at once in each worker (threads, added only while probes wait on slow storage)",
         d.probe_concurrency,
         type=int,
         metavar="N",
