@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +51,29 @@ class _Todo:
     size: int
     mtime_ns: int
     known: bool
+
+
+_gc_pauses = 0  # discoveries running with the cyclic GC paused (several scans may run at once)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pauses Python's cyclic garbage collector while a discovery runs. A 100,000-file rescan creates ~300,000
+    container objects in under a second (the known rows, the walk's entries, the dict), none of them cyclic, and
+    the collector traverses the growing heap again and again meanwhile: ~10% of the rescan, measured. Collection
+    resumes (and catches up) when the last discovery running ends."""
+    global _gc_pauses
+    if _gc_pauses == 0 and not gc.isenabled():
+        yield  # someone else turned it off: leave it to them
+        return
+    _gc_pauses += 1
+    gc.disable()
+    try:
+        yield
+    finally:
+        _gc_pauses -= 1
+        if _gc_pauses == 0:
+            gc.enable()
 
 
 class ScanJobHandler:
@@ -143,8 +167,10 @@ class _ScanRun:
         )
         # aclosing: a cancelled scan stops its walk threads now, not whenever the generator is collected.
         async with contextlib.aclosing(batches):
-            await self._sort(batches, known_task, todo, unknown_dirs)
-        return todo, await known_task, unknown_dirs
+            with _gc_paused():
+                await self._sort(batches, known_task, todo, unknown_dirs)
+                known = await known_task
+        return todo, known, unknown_dirs
 
     async def _sort(
         self,
