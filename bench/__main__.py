@@ -1,9 +1,10 @@
 """Runs the reelscan benchmarks and prints one table; results go to bench/results/latest.json.
 
 Usage: python -m bench [--quick] [--only NAME[,NAME...]] [--set SIZE=N ...] [--profile DIR] [--json PATH]
-Names: cold_scan, rescan, watch_fanout, unary_qps, latency, cancel, memory, metrics_overhead, and on PostgreSQL
-(several replicas; skipped, saying why, where the server binaries are absent) replica_watch, replica_cancel,
-replica_scaling, replica_qps, replica_shards (see bench/README.md).
+Names: cold_scan, rescan, watch_fanout, unary_qps, latency, cancel, memory, metrics_overhead, slow_storage (FUSE;
+skipped, saying why, where it cannot mount), and on PostgreSQL (several replicas; skipped, saying why, where the
+server binaries are absent) replica_watch, replica_cancel, replica_scaling, replica_qps, replica_shards (see
+bench/README.md).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ BENCHMARKS = (
     "cancel",
     "memory",
     "metrics_overhead",
+    "slow_storage",
     "replica_watch",
     "replica_cancel",
     "replica_scaling",

@@ -5,6 +5,11 @@
   every probe opens and parses a real container.
 - tree-N/: N files in directories of 1,000, each a hard link to one of a dozen real clips. Costs N directory
   entries and no data, and every entry is a real video, so a cold scan fills the library with N real videos.
+- real-N/: N files of 10-30 s at 720p/1080p with audio (H.264/AAC and HEVC/AAC MP4, some with the index (moov)
+  at the end and some at the start, VP9/Opus WebM, H.264 MKV), each a hard link to one of 12 encoded sources: a
+  probe's work depends on the file's layout and codecs, not on which inode it has, and 200 real copies of 10-30 s
+  clips would take long to encode on 2 cores. Frames are flat with a band of noise, so bit rates are realistic
+  (a few Mbit/s) and the demuxers read real packets.
 - library-N.db: a snapshot of the server's database after a real cold scan of tree-N through gRPC (StartScan,
   WatchJob to the end). The rescan and memory benchmarks start servers on copies of it. Building it is the one
   slow step (minutes for 100,000 files on 2 cores), done once; how long it took is kept in its manifest.
@@ -70,6 +75,93 @@ def _encode(path: Path, i: int) -> None:
             audio_codec="aac" if i % 2 else None,
             rotation=90 * (i // 3 % 4),
         )
+
+
+# The 12 sources of real-N: (codec, container suffix, width, height, fps, seconds, moov at the start).
+_REAL_SOURCES = (
+    ("h264", ".mp4", 1280, 720, 24, 10, True),
+    ("h264", ".mp4", 1920, 1080, 30, 20, False),
+    ("hevc", ".mp4", 1280, 720, 25, 15, False),
+    ("hevc", ".mp4", 1920, 1080, 24, 12, True),
+    ("vp9", ".webm", 1280, 720, 30, 10, False),
+    ("h264", ".mkv", 1920, 1080, 25, 30, False),
+    ("h264", ".mp4", 1280, 720, 30, 25, False),
+    ("hevc", ".mkv", 1280, 720, 24, 20, False),
+    ("vp9", ".webm", 1920, 1080, 24, 12, False),
+    ("h264", ".mp4", 1920, 1080, 24, 15, True),
+    ("hevc", ".mp4", 1920, 1080, 30, 10, False),
+    ("h264", ".mkv", 1280, 720, 24, 18, False),
+)
+_REAL_ENCODERS = {
+    "h264": ("libx264", {"preset": "ultrafast", "threads": "2"}),
+    "hevc": ("libx265", {"preset": "ultrafast", "x265-params": "log-level=error:pools=2"}),
+    "vp9": ("libvpx-vp9", {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0", "threads": "2"}),
+}
+
+
+def _encode_real(path: Path, codec: str, width: int, height: int, fps: int, seconds: int, faststart: bool) -> None:
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    encoder, options = _REAL_ENCODERS[codec]
+    container_options = {"movflags": "+faststart"} if faststart else {}
+    noise = os.urandom(width * height // 8 + width * 64)
+    with av.open(str(path), "w", options=container_options) as out:
+        video = out.add_stream(encoder, rate=fps, options=dict(options))
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.bit_rate = 3_000_000
+        audio = out.add_stream("libopus" if path.suffix == ".webm" else "aac", rate=48_000)
+        audio.layout = "stereo"
+        flat_rows = height - height // 8
+        for i in range(fps * seconds):
+            frame = av.VideoFrame(width, height, "yuv420p")
+            luma = frame.planes[0]
+            shift = (i * 977) % (width * 64)
+            band = noise[shift : shift + width * (height // 8)]
+            luma.update(
+                bytes([(i * 3) % 200 + 16]) * (luma.line_size * flat_rows)
+                + band.ljust(luma.buffer_size - luma.line_size * flat_rows, b"\x80")
+            )
+            for plane in frame.planes[1:]:
+                plane.update(bytes([128]) * plane.buffer_size)
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        samples = 960
+        for n in range(48_000 * seconds // samples):
+            chunk = av.AudioFrame(format="fltp", layout="stereo", samples=samples)
+            for plane in chunk.planes:
+                plane.update(bytes(plane.buffer_size))
+            chunk.sample_rate = 48_000
+            chunk.pts = n * samples
+            out.mux(audio.encode(chunk))
+        out.mux(audio.encode(None))
+
+
+def real(count: int) -> tuple[Path, list[str]]:
+    """The realistic corpus: (root, file paths), `count` hard links to the 12 sources."""
+    root = CACHE / f"real-{count}"
+    expect = {"version": CORPUS_VERSION, "kind": "real", "count": count, "sources": len(_REAL_SOURCES)}
+    paths = [root / f"r{i // 50:02}" / f"real{i:04}{_REAL_SOURCES[i % len(_REAL_SOURCES)][1]}" for i in range(count)]
+    if _read_manifest(_manifest(root), expect) is None:
+        shutil.rmtree(root, ignore_errors=True)
+        source_dir = CACHE / f"real-sources-v{CORPUS_VERSION}"
+        log(f"  encoding {len(_REAL_SOURCES)} realistic sources in {source_dir} (once; cached; minutes)")
+        start = time.perf_counter()
+        sources = []
+        for i, (codec, suffix, width, height, fps, seconds, faststart) in enumerate(_REAL_SOURCES):
+            source = source_dir / f"src{i:02}-{codec}-{height}p{suffix}"
+            if not source.exists():
+                _encode_real(
+                    source.with_name(source.name + ".part" + suffix), codec, width, height, fps, seconds, faststart
+                )
+                source.with_name(source.name + ".part" + suffix).rename(source)
+            sources.append(source)
+        for i, path in enumerate(paths):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.link(sources[i % len(sources)], path)
+        _write_manifest(_manifest(root), {**expect, "seconds": time.perf_counter() - start})
+    return root, [str(p) for p in paths]
 
 
 def clip_path(root: Path, i: int) -> Path:

@@ -55,11 +55,12 @@ class Sizes:
     scaling_roots: int  # scans submitted at once
     scaling_root_files: int  # files per root (hard links to real clips)
     backend_scan_files: int  # SQLite vs PostgreSQL single-replica cold scan
-    # Sharded scans over replicas (benchmark 13)
+    # Sharded scans over replicas (benchmark 14)
     shard_delay_files: int  # the probe-delay bound scan (hard links to real clips)
     shard_probe_delay: float  # seconds each of its probes sleeps (--probe-delay): probing, not cores, is the limit
     shard_size: int  # --shard-size for it
     shard_real_files: int  # the real-probing scan (2 replicas x 1 worker vs 1 x 2)
+    real_clips: int = 200  # realistic corpus (10-30 s at 720p/1080p with audio; bench/corpus.py real-N)
 
     @staticmethod
     def full() -> Sizes:
@@ -115,6 +116,7 @@ class Sizes:
             shard_probe_delay=0.005,
             shard_size=100,
             shard_real_files=600,
+            real_clips=60,
         )
 
 
@@ -259,6 +261,14 @@ def percentile(samples: Sequence[float], q: float) -> float:
 
 def median(samples: Sequence[float]) -> float:
     return statistics.median(samples)
+
+
+def median_pair(ours: Sequence[float], references: Sequence[float]) -> tuple[float, float]:
+    """The (ours, reference) pair of one round whose ratio is the median of the rounds' ratios (the lower middle
+    one for an even count): a table row then shows two numbers measured side by side, and its ratio is the
+    median pair ratio, not a ratio of medians taken from different rounds."""
+    pairs = sorted(zip(ours, references, strict=True), key=lambda pair: pair[0] / pair[1])
+    return pairs[(len(pairs) - 1) // 2]
 
 
 # --- the server under test ---------------------------------------------------------------------------------------

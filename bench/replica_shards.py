@@ -1,4 +1,4 @@
-"""13. One big scan spread over replicas (sharded scans): the coordination must not eat the scaling.
+"""14. One big scan spread over replicas (sharded scans): the coordination must not eat the scaling.
 
 a) Probing bound by a per-file delay (`--probe-delay`, so cores are not the limit): one root of
    `shard_delay_files` hard-linked tiny clips, every file new, timed on the client from StartScan to the parent's
@@ -91,7 +91,7 @@ def _pairs(
 def run(ctx: Context) -> list[Row]:
     reason = replicas.skip_reason()
     if reason:
-        return replicas.skipped("sharded scans (13)", reason)
+        return replicas.skipped("sharded scans (14)", reason)
     sizes = ctx.sizes
     delay_files, real_files = sizes.shard_delay_files, sizes.shard_real_files
     delay = ["--probe-delay", f"{sizes.shard_probe_delay:g}", "--shard-size", str(sizes.shard_size)]
@@ -102,7 +102,7 @@ def run(ctx: Context) -> list[Row]:
     best_real, ref_real, real_sharded, real_single = _pairs(ctx, real_root, real_files, (2, 1), (1, 2), real)
     return [
         Row(
-            "sharded scan, probe-delay bound (13): 3 replicas x 1 worker vs 1 x 1",
+            "sharded scan, probe-delay bound (14): 3 replicas x 1 worker vs 1 x 1",
             "files/s",
             delay_files / best.seconds,
             delay_files / ref.seconds,
@@ -117,7 +117,7 @@ def run(ctx: Context) -> list[Row]:
             extra={"sharded_s": [r.seconds for r in all_sharded], "single_s": [r.seconds for r in all_single]},
         ),
         Row(
-            "sharded scan, real probing (13): 2 replicas x 1 worker vs 1 x 2",
+            "sharded scan, real probing (14): 2 replicas x 1 worker vs 1 x 2",
             "files/s",
             real_files / best_real.seconds,
             real_files / ref_real.seconds,

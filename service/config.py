@@ -72,6 +72,10 @@ class Settings:
     job_timeout_s: float = 3600.0
     probe_timeout_s: float = 10.0
     probe_workers: int = max(1, os.cpu_count() or 1)
+    # Most files in flight per worker (threads in the worker): PyAV releases the GIL while FFmpeg reads, so on slow
+    # storage (network mounts) several probes per core overlap their waits. A worker starts with one thread and
+    # adds more only while its probes are blocked on storage (probe_worker._grow).
+    probe_concurrency: int = 8
     prober: str = "pyav"  # or "ffprobe"
     extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
     # A scan with at least this many files to probe is split into shards of about shard_size files, which every
@@ -92,6 +96,9 @@ class Settings:
     # fault injection on, files whose names contain "reelscan-hang" / "reelscan-crash" hang or kill their worker.
     probe_delay_s: float = 0.0
     fault_injection: bool = False
+    # Off only in tests that fake file-system failures in the server process (monkeypatched os.scandir): the probe
+    # workers list directories for the walk by default, out of the server's reach.
+    walk_in_workers: bool = True
 
     @property
     def database(self) -> str:
@@ -228,6 +235,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] 
     add("--probe-timeout", "time limit for probing one file, in seconds", d.probe_timeout_s, type=float, metavar="S")
     add("--probe-workers", "probe worker processes", d.probe_workers, type=int, metavar="N")
     add(
+        "--probe-concurrency",
+        "most files probed at once in each worker (threads, added only while probes wait on slow storage)",
+        d.probe_concurrency,
+        type=int,
+        metavar="N",
+    )
+    add(
         "--prober",
         "probe backend: pyav (in worker processes) or ffprobe (subprocess)",
         d.prober,
@@ -360,6 +374,7 @@ def settings_from_args(ns: argparse.Namespace) -> Settings:
         job_timeout_s=float(ns.job_timeout),
         probe_timeout_s=float(ns.probe_timeout),
         probe_workers=int(ns.probe_workers),
+        probe_concurrency=int(ns.probe_concurrency),
         prober=str(ns.prober),
         extensions=exts,
         shard_threshold=int(ns.shard_threshold),
@@ -384,6 +399,7 @@ def settings_from_args(ns: argparse.Namespace) -> Settings:
         ("--job-timeout", settings.job_timeout_s),
         ("--probe-timeout", settings.probe_timeout_s),
         ("--probe-workers", settings.probe_workers),
+        ("--probe-concurrency", settings.probe_concurrency),
         ("--job-retention", settings.job_retention_s),
         ("--max-message-bytes", settings.max_message_bytes),
         ("--lease-ttl", settings.lease_ttl_s),

@@ -27,7 +27,7 @@ from reelscan.service.jobs.model import JobKind
 from reelscan.service.observability import Observability
 from reelscan.service.scan.handler import ScanJobHandler
 from reelscan.service.scan.library_store import LibraryStore
-from reelscan.service.scan.prober import Prober, make_prober
+from reelscan.service.scan.prober import Prober, ProberUnavailable, make_prober
 from reelscan.service.storage import Stores, open_stores
 from reelscan.v1 import (
     job_service_pb2,
@@ -171,6 +171,7 @@ class ReelscanServer:
         metrics = observability.serve_metrics()
         try:
             await prober.start()
+            await _warm(prober)
             try:
                 await engine.start()
             except BaseException:
@@ -241,3 +242,20 @@ class ReelscanServer:
 
     async def wait_for_termination(self) -> None:
         await self.server.wait_for_termination()
+
+
+# Workers start in parallel in well under a second (import av, a tiny in-memory probe per container); past this,
+# something is wrong with them, and serving without them lets scans fail with the reason instead of a hung start.
+WARM_UP_TIMEOUT_S = 10.0
+
+
+async def _warm(prober: Prober) -> None:
+    """Waits until the probe workers are up and warm (imports done, codecs loaded) before the server reports
+    SERVING, so the first scan after start is as fast as any other."""
+    wait_ready = getattr(prober, "wait_ready", None)
+    if wait_ready is None:  # a backend without long-lived workers (ffprobe): nothing to warm
+        return
+    try:
+        await wait_ready(WARM_UP_TIMEOUT_S)
+    except (TimeoutError, ProberUnavailable) as error:
+        log.error("probe workers are not ready (%s); serving anyway: scans fail until they are", error or "timeout")

@@ -14,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+import sys
 import threading
-from collections.abc import AsyncGenerator, Callable, Collection, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 from reelscan.service.scan.paths import within_any
 
@@ -256,6 +258,115 @@ class _Walk:
         self._flush_if_full()
 
 
+# ---- listing in worker processes ---------------------------------------------------------------------------------
+#
+# Why: an unchanged rescan is bound by Python's per-entry cost of scandir + lstat, and threads of one process share
+# one GIL, so two walk threads measure the same as one on a local disk. The probe workers are separate processes,
+# up and idle during a rescan: they list directories (the same _Walk code, so the same rules) on every core at
+# once, while the server only schedules directories, keeps the set of directories entered (so link and bind-mount
+# loops still end, across workers) and compares with the library.
+
+# A listing's reply is cut into frames of this many entries, so that no frame nears the protocol's limit and the
+# server decodes a few ms at a time.
+LIST_FRAME_ENTRIES = 5000
+# Directories per request at most: enough to amortise a round trip on trees of tiny directories.
+LIST_MAX_DIRECTORIES = 64
+
+
+class _Recorder:
+    """Stands in for _Shared in a worker process (list_directories): it enters every directory it is shown and
+    records its (st_dev, st_ino); the server decides which of them are new."""
+
+    def __init__(self) -> None:
+        self.entered: list[tuple[int, int]] = []
+        self.stop = threading.Event()
+
+    def enter(self, st: os.stat_result) -> bool:
+        self.entered.append((st.st_dev, st.st_ino))
+        return True
+
+    def emit(self, item: object) -> None:  # pragma: no cover - batches are collected whole (no size limit)
+        raise AssertionError("list_directories collects its batch whole")
+
+
+def list_directories(
+    directories: Sequence[str], spec: Mapping[str, Any]
+) -> tuple[list[FoundFile], list[WalkError], list[tuple[str, int, int]]]:
+    """Lists `directories` (not their subdirectories) by the walk's rules; runs in a probe worker. Returns the files
+    found, the errors, and the subdirectories to enter as (path, st_dev, st_ino)."""
+    recorder = _Recorder()
+    lister = _Walk(
+        recorder,  # type: ignore[arg-type]
+        bool(spec["recursive"]),
+        frozenset(spec["extensions"]),
+        bool(spec["follow_symlinks"]),
+        [Path(r) for r in spec["allow_roots"]],
+        sys.maxsize,
+    )
+    subdirectories: list[tuple[str, int, int]] = []
+    for directory in directories:
+        stack: list[str] = []
+        try:
+            with os.scandir(directory) as entries:
+                lister._list(entries, stack)
+        except OSError as error:  # cannot be opened, or listing failed part-way (I/O error, removed)
+            lister._error(directory, f"cannot read directory: {error.strerror or error}", True)
+        subdirectories += ((path, dev, ino) for path, (dev, ino) in zip(stack, recorder.entered, strict=True))
+        recorder.entered.clear()
+    return lister.batch.files, lister.batch.errors, subdirectories
+
+
+class Lister(Protocol):
+    """Lists directories out of process (the PyAV probe pool)."""
+
+    @property
+    def listers(self) -> int:
+        """Listings worth keeping in flight."""
+        ...
+
+    async def list_directories(
+        self, directories: list[str], spec: Mapping[str, Any]
+    ) -> tuple[list[FoundFile], list[WalkError], list[tuple[str, int, int]]]: ...
+
+
+async def _walk_in_workers(
+    root: str, lister: Lister, spec: Mapping[str, Any], batch_size: int
+) -> AsyncGenerator[WalkBatch, None]:
+    try:
+        st = await asyncio.to_thread(os.stat, root)
+    except OSError as error:
+        yield WalkBatch(errors=[WalkError(root, f"cannot read directory: {error.strerror or error}", True)])
+        return
+    visited = {(st.st_dev, st.st_ino)}
+    pending = [root]  # a stack: depth first keeps the set of pending directories small
+    inflight: set[asyncio.Task[tuple[list[FoundFile], list[WalkError], list[tuple[str, int, int]]]]] = set()
+    limit = max(1, lister.listers)
+    try:
+        while pending or inflight:
+            while pending and len(inflight) < limit:
+                take = max(1, min(LIST_MAX_DIRECTORIES, len(pending) // limit))
+                directories = pending[-take:]
+                del pending[-take:]
+                inflight.add(asyncio.ensure_future(lister.list_directories(directories, spec)))
+            done, _ = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                inflight.discard(task)
+                files, errors, subdirectories = task.result()
+                for path, dev, ino in subdirectories:
+                    if (dev, ino) not in visited:
+                        visited.add((dev, ino))
+                        pending.append(path)
+                for start in range(0, max(len(files), 1), batch_size):
+                    chunk = WalkBatch(files[start : start + batch_size], errors if start == 0 else [])
+                    if chunk.files or chunk.errors:
+                        yield chunk
+    finally:
+        for task in inflight:
+            task.cancel()
+        if inflight:
+            await asyncio.gather(*inflight, return_exceptions=True)
+
+
 def _kind(mode: int) -> str:
     for test, name in (
         (stat.S_ISFIFO, "named pipe"),
@@ -278,6 +389,7 @@ async def walk(
     allow_roots: Sequence[Path] = (),
     batch_size: int = BATCH_SIZE,
     threads: int = WALK_THREADS,
+    lister: Lister | None = None,
 ) -> AsyncGenerator[WalkBatch, None]:
     """Yields batches of found files and errors as the walk (in threads) produces them, in no particular order.
 
@@ -285,7 +397,20 @@ async def walk(
     lstat waits on the server and releases the GIL meanwhile). On a local disk with warm caches the walk is
     bound by Python itself and two threads measure the same as one. Closing the generator early (or
     cancelling its consumer) stops the threads at their next directory or batch.
+
+    With a `lister` (the probe pool), worker processes list the directories instead of threads (see
+    list_directories): the same rules, on every core.
     """
+    if lister is not None:
+        spec = {
+            "recursive": recursive,
+            "extensions": sorted(e.lower().lstrip(".") for e in extensions),
+            "follow_symlinks": follow_symlinks,
+            "allow_roots": [str(r) for r in allow_roots],
+        }
+        async for batch in _walk_in_workers(root, lister, spec, batch_size):
+            yield batch
+        return
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[WalkBatch | BaseException | None] = asyncio.Queue()
     stop = threading.Event()

@@ -159,6 +159,7 @@ async def api(tmp_path: Path) -> AsyncIterator[Stubs]:
         job_timeout_s=JOB_TIMEOUT_S,
         probe_workers=1,
         grace_period_s=1,
+        walk_in_workers=False,  # the injected failure is in this process's os.scandir
     )
     server = await ReelscanServer.start(settings)
     try:

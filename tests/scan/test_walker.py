@@ -208,3 +208,48 @@ async def test_directory_that_cannot_be_statted_is_a_directory_error(
     assert [(e.path, e.is_dir, e.reason) for e in errors] == [
         (target, True, "cannot read directory: Permission denied")
     ]
+
+
+@pytest.mark.parametrize("follow_symlinks", [False, True])
+@pytest.mark.parametrize("recursive", [True, False])
+async def test_probe_workers_list_exactly_like_the_walk_threads(
+    tmp_path: Path, follow_symlinks: bool, recursive: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The probe workers list directories for a scan (on every core); the result must be the threads' walk, rule
+    for rule: extensions, links in and out of the allowed roots, loops entered once, special files, odd names."""
+    from reelscan.service.scan.pool import ProbePool
+
+    root = tmp_path / "root"
+    outside = tmp_path / "outside"
+    for rel in ("a.mp4", "B.MKV", "notes.txt", "sub/c.mp4", "sub/deeper/d.mkv", "sub/e.avi", "wide/" + "x" * 200):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x" * len(rel))
+    for i in range(30):  # more than one request's worth of directories
+        (root / "many" / f"d{i:02}").mkdir(parents=True)
+        (root / "many" / f"d{i:02}" / f"f{i}.mp4").write_bytes(b"y" * i)
+    (outside / "o.mp4").parent.mkdir(parents=True)
+    (outside / "o.mp4").write_bytes(b"o")
+    (root / os.fsdecode(b"caf\xe9.mp4")).write_bytes(b"z")
+    os.mkfifo(root / "pipe.mp4")
+    (root / "link-in.mp4").symlink_to(root / "a.mp4")
+    (root / "link-dir").symlink_to(root / "sub")
+    (root / "sub" / "loop").symlink_to(root)
+    (root / "link-out.mp4").symlink_to(outside / "o.mp4")
+    (root / "link-out-dir").symlink_to(outside)
+    (root / "broken.mp4").symlink_to(root / "nowhere.mp4")
+    kwargs = {"recursive": recursive, "follow_symlinks": follow_symlinks, "allow_roots": [root]}
+    threads_files, threads_errors = await collect(root, **kwargs)
+    pool = ProbePool(size=2, timeout_s=10)
+    await pool.wait_ready()
+
+    def no_scandir(path: object) -> None:
+        raise AssertionError("the server process listed a directory itself")
+
+    monkeypatch.setattr(os, "scandir", no_scandir)  # the listing must happen in the worker processes
+    try:
+        workers_files, workers_errors = await collect(root, lister=pool, **kwargs)
+    finally:
+        await pool.close()
+    assert [tuple(f) for f in workers_files] == threads_files
+    assert sorted(workers_errors, key=repr) == sorted(threads_errors, key=repr)
+    assert len(threads_files) >= (33 if recursive else 3)
