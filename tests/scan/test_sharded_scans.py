@@ -75,7 +75,7 @@ def start_server(
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, backend: str, media: Path
 ) -> Iterator[ServerProcess]:
-    with start_server(request, tmp_path_factory.mktemp("db"), backend, media, "--probe-delay", "0.01") as proc:
+    with start_server(request, tmp_path_factory.mktemp("db"), backend, media, "--probe-delay", "0.03") as proc:
         yield proc
 
 
