@@ -209,7 +209,8 @@ def run_get(ns: argparse.Namespace) -> int:
     out = Output(json_mode=ns.json)
     with sync_client(ns) as client:
         job = client.get_job(resolve_job_id(client, ns.job_id))
-        shards = [] if job.parent_id else list(client.list_jobs(parent_id=job.id))
+        # The shards line is for people; --json prints the Job alone (scripts list shards with --parent).
+        shards = [] if ns.json or job.parent_id else list(client.list_jobs(parent_id=job.id))
     if ns.json:
         out.json(job)
     else:
