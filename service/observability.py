@@ -101,6 +101,7 @@ def describe_settings(
         "allow_roots": [str(r) for r in s.allow_roots] or "any absolute path (loopback, no --allow-root)",
         "prober": s.prober,
         "probe_workers": s.probe_workers,
+        "probe_concurrency": s.probe_concurrency,
         "probe_timeout_s": s.probe_timeout_s,
         "max_concurrent_jobs": s.max_concurrent_jobs,
         "max_queued_jobs": s.max_queued_jobs,

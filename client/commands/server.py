@@ -100,6 +100,7 @@ def describe(info: server_service_pb2.ServerInfo, *, tty: bool = True) -> list[t
         ("job timeout", fmt.short_duration(_seconds(limits.job_timeout))),
         ("probe timeout", fmt.short_duration(_seconds(limits.probe_timeout))),
         ("probe workers", str(limits.probe_workers)),
+        ("probe concurrency", f"up to {limits.probe_concurrency} files per worker"),
         ("job retention", fmt.short_duration(_seconds(limits.job_retention))),
         ("max message size", f"{fmt.size(limits.max_message_bytes)} ({limits.max_message_bytes} bytes)"),
         ("lease TTL", fmt.short_duration(_seconds(limits.lease_ttl))),

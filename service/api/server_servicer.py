@@ -79,6 +79,7 @@ def static_info(settings: Settings) -> server_service_pb2.ServerInfo:
         grace_period=seconds(settings.grace_period_s),
         shard_threshold=settings.shard_threshold,
         shard_size=settings.shard_size,
+        probe_concurrency=settings.probe_concurrency,
     )
     return server_service_pb2.ServerInfo(
         version=version.package_version(),

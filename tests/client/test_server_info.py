@@ -52,6 +52,7 @@ LIMITS = {
     "--grace-period": "2",
     "--shard-threshold": "777",
     "--shard-size": "55",
+    "--probe-concurrency": "3",
     "--extensions": "mp4,MKV",
 }
 VERSION = metadata.version("reelscan")
@@ -111,7 +112,7 @@ def test_get_server_info_shows_the_configured_roots_limits_and_database(configur
     assert limits.job_retention.seconds == 4567
     assert limits.max_message_bytes == 3_000_000
     assert limits.lease_ttl.seconds == 6 and limits.grace_period.seconds == 2
-    assert (limits.shard_threshold, limits.shard_size) == (777, 55)
+    assert (limits.shard_threshold, limits.shard_size, limits.probe_concurrency) == (777, 55, 3)
     assert info.auth_required and not info.tls and not info.client_certificates_required
     db = info.database
     if configured.backend == "sqlite":
@@ -230,6 +231,7 @@ def test_server_info_on_a_terminal_shows_roots_and_limits_escaped(configured: Co
         ("job timeout", "2m 03s"),
         ("probe timeout", "7.50s"),
         ("probe workers", "1"),
+        ("probe concurrency", "up to 3 files per worker"),
         ("job retention", "1h 16m"),
         ("lease TTL", "6.00s"),
         ("sharding", "scans of 777+ files to probe, in shards of about 55"),

@@ -289,6 +289,7 @@ def test_debug_keeps_third_party_chatter_out_and_the_start_up_line_says_the_conf
     assert config["database"].endswith("reelscan.db") and config["backend"] == "sqlite"
     assert config["allow_roots"] == [str(media)]
     assert (config["prober"], config["probe_workers"], config["probe_timeout_s"]) == ("pyav", 1, PROBE_TIMEOUT_S)
+    assert (config["probe_concurrency"], config["shard_threshold"], config["shard_size"]) == (8, 5000, 2000)
     assert (config["max_concurrent_jobs"], config["max_queued_jobs"], config["max_watchers"]) == (2, 100, 10_000)
     assert (config["tls"], config["auth"], config["metrics"]) == ("off", "off", "off")
     assert config["log_level"] == "DEBUG" and config["log_format"] == "json"

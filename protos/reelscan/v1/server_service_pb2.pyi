@@ -90,7 +90,7 @@ class ProberInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., workers: _Optional[int] = ..., pyav_version: _Optional[str] = ..., ffmpeg_version: _Optional[str] = ..., library_versions: _Optional[_Mapping[str, str]] = ..., ffprobe_version: _Optional[str] = ...) -> None: ...
 
 class ServerLimits(_message.Message):
-    __slots__ = ("max_concurrent_jobs", "max_queued_jobs", "max_watchers", "job_timeout", "probe_timeout", "probe_workers", "job_retention", "max_message_bytes", "lease_ttl", "grace_period", "shard_threshold", "shard_size")
+    __slots__ = ("max_concurrent_jobs", "max_queued_jobs", "max_watchers", "job_timeout", "probe_timeout", "probe_workers", "job_retention", "max_message_bytes", "lease_ttl", "grace_period", "shard_threshold", "shard_size", "probe_concurrency")
     MAX_CONCURRENT_JOBS_FIELD_NUMBER: _ClassVar[int]
     MAX_QUEUED_JOBS_FIELD_NUMBER: _ClassVar[int]
     MAX_WATCHERS_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +103,7 @@ class ServerLimits(_message.Message):
     GRACE_PERIOD_FIELD_NUMBER: _ClassVar[int]
     SHARD_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     SHARD_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PROBE_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     max_concurrent_jobs: int
     max_queued_jobs: int
     max_watchers: int
@@ -115,7 +116,8 @@ class ServerLimits(_message.Message):
     grace_period: _duration_pb2.Duration
     shard_threshold: int
     shard_size: int
-    def __init__(self, max_concurrent_jobs: _Optional[int] = ..., max_queued_jobs: _Optional[int] = ..., max_watchers: _Optional[int] = ..., job_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., probe_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., probe_workers: _Optional[int] = ..., job_retention: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_message_bytes: _Optional[int] = ..., lease_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., grace_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., shard_threshold: _Optional[int] = ..., shard_size: _Optional[int] = ...) -> None: ...
+    probe_concurrency: int
+    def __init__(self, max_concurrent_jobs: _Optional[int] = ..., max_queued_jobs: _Optional[int] = ..., max_watchers: _Optional[int] = ..., job_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., probe_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., probe_workers: _Optional[int] = ..., job_retention: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_message_bytes: _Optional[int] = ..., lease_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., grace_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., shard_threshold: _Optional[int] = ..., shard_size: _Optional[int] = ..., probe_concurrency: _Optional[int] = ...) -> None: ...
 
 class DatabaseInfo(_message.Message):
     __slots__ = ("kind", "location", "host", "port", "name", "user")
