@@ -367,5 +367,4 @@ def _shard_row(item: _Todo, root_prefix: str) -> list[Any]:
 
 def _from_shard_row(row: list[Any], root_prefix: str) -> _Todo:
     fs_path = root_prefix + str(row[0])
-    path = fs_path if fs_path.isascii() and "\\" not in fs_path else library_path(fs_path)
-    return _Todo(fs_path, path, int(row[1]), int(row[2]), bool(row[3]))
+    return _Todo(fs_path, library_path(fs_path), int(row[1]), int(row[2]), bool(row[3]))
