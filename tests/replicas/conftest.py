@@ -15,7 +15,7 @@ import itertools
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -26,6 +26,7 @@ from google.protobuf import duration_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from reelscan.v1 import job_pb2, job_service_pb2, library_pb2, scan_service_pb2
+from tests.helpers.polling import poll  # noqa: F401  (the replica tests import it from here)
 from tests.helpers.postgres import PostgresCluster
 from tests.helpers.server import ServerProcess
 from tests.helpers.stubs import Stubs
@@ -164,13 +165,15 @@ class Api(Stubs):
         )
         return response.job
 
-    async def list_jobs(self, *states: int) -> list[job_pb2.Job]:
+    async def list_jobs(self, *states: int, parent_id: str = "") -> list[job_pb2.Job]:
+        """Every job (of their own, or with `parent_id` that job's shards), all pages."""
         jobs: list[job_pb2.Job] = []
         token = ""
         while True:
-            response: job_service_pb2.ListJobsResponse = await self.jobs.ListJobs(
-                job_service_pb2.ListJobsRequest(states=states, page_size=1000, page_token=token), timeout=10
+            request = job_service_pb2.ListJobsRequest(
+                states=states, page_size=1000, page_token=token, parent_id=parent_id
             )
+            response: job_service_pb2.ListJobsResponse = await self.jobs.ListJobs(request, timeout=10)
             jobs += response.jobs
             token = response.next_page_token
             if not token:
@@ -252,18 +255,6 @@ async def connect(replicas: Replicas) -> AsyncIterator[list[Api]]:
             channel = await stack.enter_async_context(grpc.aio.insecure_channel(server.address))
             apis.append(Api(channel, server.address))
         yield apis
-
-
-async def poll(what: Callable[[], Awaitable[T]], predicate: Callable[[T], bool], seconds: float) -> T:
-    """Awaits `what()` until `predicate` holds for its value; AssertionError with the last value after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while True:
-        value = await what()
-        if predicate(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still {value!r} after {seconds}s")
-        await asyncio.sleep(0.02)
 
 
 # ---- fixtures -------------------------------------------------------------------------------------------------

@@ -12,8 +12,8 @@ import os
 import time
 from pathlib import Path
 
-from reelscan.v1 import job_pb2, job_service_pb2, library_pb2, scan_service_pb2
-from tests.replicas.conftest import TERMINAL, Api, MakeReplicas, Replicas, Watch, connect, poll, state_name
+from reelscan.v1 import job_pb2, library_pb2, scan_service_pb2
+from tests.replicas.conftest import TERMINAL, MakeReplicas, Replicas, Watch, connect, poll, state_name
 from tests.replicas.test_replicas import comparable
 
 SUCCEEDED = job_pb2.JOB_STATE_SUCCEEDED
@@ -29,19 +29,6 @@ def make_tree(root: Path, clip: Path, files: int, per_directory: int) -> Path:
             directory.mkdir()
         os.link(clip, directory / f"clip-{i:05d}.mp4")
     return root
-
-
-async def children(api: Api, parent_id: str) -> list[job_pb2.Job]:
-    found: list[job_pb2.Job] = []
-    token = ""
-    while True:
-        response = await api.jobs.ListJobs(
-            job_service_pb2.ListJobsRequest(parent_id=parent_id, page_size=1000, page_token=token), timeout=10
-        )
-        found += response.jobs
-        token = response.next_page_token
-        if not token:
-            return found
 
 
 def counts(job: job_pb2.Job) -> dict[str, int]:
@@ -62,7 +49,7 @@ async def test_a_big_scan_runs_on_all_three_replicas_and_equals_an_unsharded_sca
         elapsed = time.monotonic() - started
         final = updates[-1]
         assert final.state == SUCCEEDED, f"{state_name(final.state)} {final.job.error}"
-        shards = await children(apis[1], parent.id)
+        shards = await apis[1].list_jobs(parent_id=parent.id)
 
         fractions = [u.progress for u in updates]
         assert fractions == sorted(fractions) and fractions[-1] == 1.0, "the parent's progress went backwards"
@@ -81,7 +68,7 @@ async def test_a_big_scan_runs_on_all_three_replicas_and_equals_an_unsharded_sca
     async with connect(reference) as (clean,):
         single = (await clean.start_scan(root, sharding=scan_service_pb2.SHARDING_NEVER)).job
         single = await clean.wait(single.id, seconds=240)
-        assert single.state == SUCCEEDED and await children(clean, single.id) == []
+        assert single.state == SUCCEEDED and await clean.list_jobs(parent_id=single.id) == []
         assert counts(final.job) == counts(single)
         expected = {v.path: comparable(v) for v in await clean.videos(root)}
     assert len(expected) == files and sorted(sharded_videos) == sorted(expected)
@@ -101,11 +88,11 @@ async def test_cancel_of_the_parent_stops_every_shard_on_every_replica_within_a_
         def running_everywhere(shards: list[job_pb2.Job]) -> bool:
             return {replicas.index_of(s.replica_address) for s in shards if s.state == RUNNING} == {0, 1, 2}
 
-        await poll(lambda: children(apis[1], parent.id), running_everywhere, 60)
+        await poll(lambda: apis[1].list_jobs(parent_id=parent.id), running_everywhere, 60)
         cancelled = time.monotonic()
         await apis[1].cancel(parent.id)
         shards = await poll(
-            lambda: children(apis[2], parent.id), lambda shards: all(s.state in TERMINAL for s in shards), 10
+            lambda: apis[2].list_jobs(parent_id=parent.id), lambda shards: all(s.state in TERMINAL for s in shards), 10
         )
         stopped_s = time.monotonic() - cancelled
         final = await apis[2].wait(parent.id)
@@ -124,7 +111,7 @@ async def test_kill_9_of_the_coordinator_the_parent_is_taken_over_and_ends_with_
     async with connect(replicas) as apis:
         parent = (await apis[0].start_scan(root, sharding=scan_service_pb2.SHARDING_ALWAYS)).job
         before = await poll(
-            lambda: children(apis[1], parent.id), lambda shards: any(s.state == SUCCEEDED for s in shards), 60
+            lambda: apis[1].list_jobs(parent_id=parent.id), lambda shards: any(s.state == SUCCEEDED for s in shards), 60
         )
         coordinator = await apis[1].get(parent.id)
         a = replicas.index_of(coordinator.replica_address)
@@ -135,7 +122,7 @@ async def test_kill_9_of_the_coordinator_the_parent_is_taken_over_and_ends_with_
         taken = await watch.until(lambda u: u.state == RUNNING and u.job.replica_id != coordinator.replica_id, 20)
         takeover_s = watch.times[watch.updates.index(taken)] - killed
         final = (await watch.done())[-1]
-        shards = await children(apis[c], parent.id)
+        shards = await apis[c].list_jobs(parent_id=parent.id)
         videos = await apis[c].videos(root)
 
     assert final.state == SUCCEEDED, f"{state_name(final.state)} {final.job.error}"

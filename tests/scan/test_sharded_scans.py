@@ -11,7 +11,7 @@ import asyncio
 import functools
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
@@ -20,6 +20,7 @@ from google.protobuf import duration_pb2
 
 from reelscan.v1 import job_pb2, job_service_pb2, library_pb2, scan_service_pb2
 from tests.helpers.databases import BACKENDS, new_database
+from tests.helpers.polling import poll
 from tests.helpers.server import ServerProcess
 from tests.helpers.stubs import Stubs
 from tests.media import make_clip, make_zero_byte
@@ -139,20 +140,6 @@ class Api(Stubs):
 async def api(server: ServerProcess) -> AsyncIterator[Api]:
     async with grpc.aio.insecure_channel(server.address) as channel:
         yield Api(channel)
-
-
-async def poll(
-    fetch: Callable[[], Awaitable[list[job_pb2.Job]]], predicate: Callable[[list[job_pb2.Job]], bool], seconds: float
-) -> list[job_pb2.Job]:
-    """Fetches until `predicate` holds; AssertionError with the last value after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while True:
-        value = await fetch()
-        if predicate(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still {value!r} after {seconds}s")
-        await asyncio.sleep(0.02)
 
 
 def comparable(video: library_pb2.Video) -> library_pb2.Video:
