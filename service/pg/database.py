@@ -50,8 +50,17 @@ class PgDatabase:
 
     @classmethod
     async def open(
-        cls, url: str, *, password_file: Path | None = None, pool_max_size: int = POOL_MAX_SIZE
+        cls,
+        url: str,
+        *,
+        password_file: Path | None = None,
+        pool_max_size: int = POOL_MAX_SIZE,
+        idle_transaction_timeout_s: float | None = None,
     ) -> PgDatabase:
+        """`idle_transaction_timeout_s`: the server ends a pooled session that sits inside a transaction that long
+        without sending anything. Our transactions last milliseconds; one that sits idle belongs to a frozen or
+        stalled process, and its row locks (the library fence's FOR SHARE on a job row) would otherwise keep every
+        other replica from recovering that job for as long as the process stays frozen."""
         try:
             info: dict[str, Any] = conninfo_to_dict(url)
         except psycopg.ProgrammingError as error:
@@ -76,6 +85,13 @@ class PgDatabase:
             reason = _scrub(str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__, secret)
             raise DatabaseError(f"cannot connect to PostgreSQL at {where}: {reason}") from None
         await probe.close()
+        configure = None
+        if idle_transaction_timeout_s is not None:
+            timeout_ms = max(1, round(idle_transaction_timeout_s * 1000))
+
+            async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
+                await conn.execute(f"SET idle_in_transaction_session_timeout = {timeout_ms}")
+
         pool = AsyncConnectionPool(
             conninfo,
             min_size=1,
@@ -83,6 +99,7 @@ class PgDatabase:
             # Autocommit: stores open transactions explicitly. No prepared statements, so a transaction-mode
             # PgBouncer in front works too.
             kwargs={"autocommit": True, "prepare_threshold": None},
+            configure=configure,
             open=False,
             name="reelscan",
             timeout=30,

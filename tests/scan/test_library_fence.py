@@ -10,11 +10,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from reelscan.service.config import Settings
 from reelscan.service.jobs.handler import Claim, JobLost
 from reelscan.service.jobs.model import Job, JobKind, JobState
-from reelscan.service.jobs.pg_store import PgJobStore
+from reelscan.service.jobs.pg_store import FENCE_CHECK, PgJobStore
 from reelscan.service.jobs.sqlite_store import SqliteJobStore
 from reelscan.service.jobs.store import JobStore, Owner
 from reelscan.service.pg.database import PgDatabase
@@ -23,6 +25,7 @@ from reelscan.service.scan.library_store import LibraryStore
 from reelscan.service.scan.media_info import ProbeErrorKind
 from reelscan.service.scan.pg_library_store import PgLibraryStore
 from reelscan.service.scan.sqlite_library_store import SqliteLibraryStore
+from reelscan.service.storage import open_stores
 
 
 @dataclass
@@ -97,3 +100,37 @@ async def test_a_claim_that_holds_writes_and_a_lost_one_writes_nothing(database:
     await library.write_batch([broken("/m/b.mp4")], fence=Claim(second.id, second.owner, second.epoch))
     await library.mark_missing(["/m/a.mp4"], fence=Claim(second.id, second.owner, second.epoch))
     assert await paths(library) == ["/m/b.mp4"]  # B's writes land (a.mp4 is missing now)
+
+
+async def test_a_writer_frozen_inside_its_fenced_transaction_does_not_keep_its_job_from_recovery(pg_url: str) -> None:
+    """The fence's FOR SHARE row lock is held until the write commits. A replica frozen (SIGSTOP, a stalled VM)
+    between the fence check and its commit would hold it for as long as it stays frozen, and recovery (FOR UPDATE
+    SKIP LOCKED) would skip the job all that time. The server's pool (storage.open_stores) tells PostgreSQL to end a
+    session idle in a transaction for a whole lease, so the job is recovered and the frozen write never lands."""
+    ttl_s = 0.5
+    stores = await open_stores(Settings(db_url=pg_url, lease_ttl_s=ttl_s))
+    try:
+        jobs, library = stores.jobs, stores.library
+        assert isinstance(library, PgLibraryStore)
+        await jobs.insert(Job("job-1", JobKind.SCAN, JobState.PENDING, {"path": "/m"}, 60.0, 1.0, 1.0, seq=1))
+        first = await claimed(jobs, "A", ttl_s=ttl_s)
+        async with library._db.pool.connection() as conn:
+            await conn.execute("BEGIN")
+            cursor = await conn.execute(FENCE_CHECK, {"id": first.id, "owner": first.owner, "epoch": first.epoch})
+            assert await cursor.fetchone() is not None
+            # ... and the process freezes here, its transaction open, its lease no longer renewed.
+            started = asyncio.get_running_loop().time()
+            recovered: list[Job] = []
+            while not recovered and asyncio.get_running_loop().time() - started < 10:
+                await asyncio.sleep(0.1)
+                recovered = await jobs.recover_expired()
+            waited_s = asyncio.get_running_loop().time() - started
+            assert [job.id for job in recovered] == ["job-1"], "the frozen writer's row lock kept the job from recovery"
+            assert waited_s < ttl_s * 2 + 1, waited_s
+            # Resumed: the server ended its session, so nothing of the transaction commits.
+            with pytest.raises(psycopg.errors.IdleInTransactionSessionTimeout):
+                await conn.execute("COMMIT")
+        second = await claimed(jobs, "B", ttl_s=60)
+        assert second.epoch == first.epoch + 1
+    finally:
+        await stores.close()
