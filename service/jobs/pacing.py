@@ -8,22 +8,26 @@ from collections.abc import Callable
 
 
 class Throttle:
-    """Runs `fn` at most once per `interval_s`: at once when the last run is long enough ago, otherwise once when
-    the interval ends. A poke is therefore never lost, only merged with the pokes around it."""
+    """Runs `fn` at most once per `interval_s`: soon when the last run is long enough ago, otherwise once when the
+    interval ends. A poke is therefore never lost, only merged with the pokes around it.
+
+    "Soon" is the next turn of the event loop, not inside poke(): a caller that changes several things in a row
+    (a handler reporting progress, then its result counts) pokes once per change, and they must land in one run
+    (one published snapshot), not the first change alone with the others a whole interval later."""
 
     def __init__(self, interval_s: float | Callable[[], float], fn: Callable[[], None]) -> None:
         self._interval = interval_s if callable(interval_s) else (lambda: interval_s)
         self._fn = fn
         self._loop = asyncio.get_running_loop()
         self._last = float("-inf")
-        self._handle: asyncio.TimerHandle | None = None
+        self._handle: asyncio.Handle | None = None
 
     def poke(self) -> None:
         if self._handle is not None:
             return  # a trailing run is already due and will see the newest state
         wait = self._last + self._interval() - self._loop.time()
         if wait <= 0:
-            self._run()
+            self._handle = self._loop.call_soon(self._run)
         else:
             self._handle = self._loop.call_later(wait, self._run)
 

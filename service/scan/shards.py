@@ -124,7 +124,9 @@ async def coordinate(ctx: JobContext, plan: Plan, publish: Callable[[Mapping[str
     while True:
         shards = await ctx.children.current()
         counts = _summed(plan, shards)
-        ctx.report(done=sum(s.progress.done for s in shards if s.progress.stage is not Stage.QUEUED))
+        # Files probed, from the shards' counts: their progress' `done` starts again at 0 when a shard moves on to
+        # FINALIZING, so summing it would go back each time a shard ends.
+        ctx.report(done=sum(s.result.get("probed", 0) for s in shards))
         current = next((s.progress.current_item for s in shards if s.progress.current_item), None)
         if current is not None:
             ctx.report(current_item=current)

@@ -276,6 +276,9 @@ async def test_progress_is_visible(
     assert job_pb2.JOB_STAGE_PROBING in stages
     probing = [u for u in updates if u.progress_detail.stage == job_pb2.JOB_STAGE_PROBING]
     assert all(u.progress_detail.items_total == 13 for u in probing)
+    # Each update is one snapshot: its progress and its counts agree (not the progress of one moment and the
+    # counts of an earlier one).
+    assert [u.progress_detail.items_done for u in probing] == [u.result.probed for u in probing]
     current = {u.progress_detail.current_item for u in probing if u.progress_detail.current_item}
     assert current and all(c.startswith(str(root) + "/") for c in current)
 

@@ -179,6 +179,10 @@ async def test_a_sharded_scan_stores_and_counts_what_an_unsharded_one_does(
     probing = [u for u in updates if u.job.progress_detail.stage == job_pb2.JOB_STAGE_PROBING]
     detail = [u.progress_detail for u in probing]
     assert any(0 < d.items_done < d.items_total == files for d in detail), detail[-3:]
+    done = [d.items_done for d in detail]
+    assert done == sorted(done), f"the parent's items_done went backwards: {done}"
+    off = [(u.progress, u.result.probed) for u in probing if abs(u.progress - u.result.probed / files) > 0.01]
+    assert not off, f"progress is not files probed / files to probe: {off[:5]}"
 
     # Every shard's per-file errors are the parent's.
     errors = await api.errors(parent.id)
