@@ -34,7 +34,7 @@ proto-check: proto
 # installed layout (reelscan/{service,client,v1}).
 typecheck: $(STAMP)
 	rm -rf build/typecheck && mkdir -p build/typecheck/reelscan
-	cp protos/reelscan/__init__.py protos/reelscan/limits.py protos/reelscan/py.typed build/typecheck/reelscan/
+	cp protos/reelscan/*.py protos/reelscan/py.typed build/typecheck/reelscan/
 	ln -s ../../../service build/typecheck/reelscan/service
 	ln -s ../../../client build/typecheck/reelscan/client
 	ln -s ../../../protos/reelscan/v1 build/typecheck/reelscan/v1

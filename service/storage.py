@@ -83,9 +83,9 @@ async def _open_postgres(settings: Settings) -> Stores:
     from reelscan.service.pg.database import PgDatabase
     from reelscan.service.scan.pg_library_store import PgLibraryStore
 
-    # A transaction idle for a whole lease is a frozen replica's: by then its jobs are others' to recover.
+    # A transaction stalled for a whole lease is a frozen replica's: by then its jobs are others' to recover.
     db = await PgDatabase.open(
-        settings.db_url, password_file=settings.db_password_file, idle_transaction_timeout_s=settings.lease_ttl_s
+        settings.db_url, password_file=settings.db_password_file, stall_timeout_s=settings.lease_ttl_s
     )
     closers: list[Callable[[], Awaitable[None]]] = [db.close]
     try:

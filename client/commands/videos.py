@@ -20,6 +20,7 @@ from reelscan.client.commands.common import (
     sync_client,
 )
 from reelscan.client.rpc import page_size_for
+from reelscan.paths import library_path
 from reelscan.v1 import library_pb2
 
 
@@ -162,24 +163,10 @@ def _row(video: library_pb2.Video) -> list[str]:
     ]
 
 
-def library_form(path: str) -> str:
-    """A local path as the library stores it: as it is, unless it holds a backslash or bytes that are not UTF-8
-    (surrogate escapes); then backslashes are doubled and each such byte is written \\xNN (the server's rule)."""
-    if "\\" not in path:
-        try:
-            path.encode("utf-8")
-        except UnicodeEncodeError:
-            pass
-        else:
-            return path
-    raw = path.encode("utf-8", "surrogateescape")
-    return raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
-
-
 def local_path(text: str, what: str) -> str:
     if not text.strip():
         raise UsageError(f"{what} is empty")
-    return library_form(os.path.abspath(os.path.expanduser(text)))
+    return library_path(os.path.abspath(os.path.expanduser(text)))  # as the server stores it
 
 
 VIDEO_HEADERS = ("ID", "PATH", "DURATION", "RES", "CODEC", "FPS", "AUDIO", "SIZE")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import time
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -32,13 +31,12 @@ from psycopg.types.json import Jsonb
 from reelscan.service.errors import InvalidArgument, ResourceExhausted
 from reelscan.service.jobs import page_token as tokens
 from reelscan.service.jobs.feed import ChangeEvent, ChangeFeed
+from reelscan.service.jobs.job_rows import job_from_row, job_params
 from reelscan.service.jobs.model import (
     TERMINAL_STATES,
     Job,
-    JobError,
     JobKind,
     JobState,
-    Progress,
     Stage,
     recover_crashed,
     transition,
@@ -133,36 +131,7 @@ _NOTIFY = f"pg_notify('{CHANNEL}', concat_ws('|', %(sender)s::text, u.id, u.seq,
 
 
 def _params(job: Job) -> dict[str, Any]:
-    p = job.progress
-    return {
-        "id": job.id,
-        "kind": int(job.kind),
-        "state": int(job.state),
-        "spec": Jsonb(dict(job.spec)),
-        "timeout_s": job.timeout_s,
-        "create_time": job.create_time,
-        "update_time": job.update_time,
-        "start_time": job.start_time,
-        "finish_time": job.finish_time,
-        "seq": job.seq,
-        "fraction": p.fraction,
-        "stage": int(p.stage),
-        "items_done": p.done,
-        "items_total": p.total,
-        "current_item": _text(p.current_item),
-        "rate": p.rate,
-        "eta_s": p.eta_s,
-        "cancel_requested": job.cancel_requested,
-        "result": Jsonb(dict(job.result)),
-        "error_code": job.error.code if job.error else None,
-        "error_message": _text(job.error.message) if job.error else None,
-        "dedup_key": _text(job.dedup_key),
-        "recoveries": job.recoveries,
-        "owner": job.owner,
-        "owner_address": job.owner_address,
-        "epoch": job.epoch,
-        "parent_id": job.parent_id,
-    }
+    return job_params(job, json_column=Jsonb, text=_text)
 
 
 def _text(value: str) -> str:
@@ -170,40 +139,7 @@ def _text(value: str) -> str:
     return value.replace("\x00", "\ufffd")
 
 
-def _job(row: dict[str, Any]) -> Job:
-    error = JobError(row["error_code"], row["error_message"] or "") if row["error_code"] is not None else None
-    spec = row["spec"]
-    result = row["result"]
-    return Job(
-        id=row["id"],
-        kind=JobKind(row["kind"]),
-        state=JobState(row["state"]),
-        spec=json.loads(spec) if isinstance(spec, str) else spec,
-        timeout_s=row["timeout_s"],
-        create_time=row["create_time"],
-        update_time=row["update_time"],
-        start_time=row["start_time"],
-        finish_time=row["finish_time"],
-        seq=row["seq"],
-        progress=Progress(
-            fraction=row["fraction"],
-            stage=Stage(row["stage"]),
-            done=row["items_done"],
-            total=row["items_total"],
-            current_item=row["current_item"],
-            rate=row["rate"],
-            eta_s=row["eta_s"],
-        ),
-        cancel_requested=bool(row["cancel_requested"]),
-        result={k: int(v) for k, v in (json.loads(result) if isinstance(result, str) else result).items()},
-        error=error,
-        dedup_key=row["dedup_key"],
-        recoveries=row["recoveries"],
-        owner=row["owner"],
-        owner_address=row["owner_address"],
-        epoch=row["epoch"],
-        parent_id=row["parent_id"],
-    )
+_job = job_from_row
 
 
 def parse_notification(payload: str, own_sender: str) -> ChangeEvent | None:

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -27,14 +26,12 @@ from reelscan.service import db
 from reelscan.service.errors import InvalidArgument, ResourceExhausted
 from reelscan.service.jobs import page_token as tokens
 from reelscan.service.jobs.feed import ChangeEvent, ChangeFeed
+from reelscan.service.jobs.job_rows import job_from_row, job_params
 from reelscan.service.jobs.model import (
     TERMINAL_STATES,
     Job,
-    JobError,
     JobKind,
     JobState,
-    Progress,
-    Stage,
     claim,
     recover_crashed,
     transition,
@@ -142,36 +139,7 @@ FENCE_CHECK = f"SELECT 1 FROM jobs WHERE {_FENCE}"
 
 
 def _params(job: Job) -> dict[str, Any]:
-    p = job.progress
-    return {
-        "id": job.id,
-        "kind": int(job.kind),
-        "state": int(job.state),
-        "spec": json.dumps(dict(job.spec), sort_keys=True),
-        "timeout_s": job.timeout_s,
-        "create_time": job.create_time,
-        "update_time": job.update_time,
-        "start_time": job.start_time,
-        "finish_time": job.finish_time,
-        "seq": job.seq,
-        "fraction": p.fraction,
-        "stage": int(p.stage),
-        "items_done": p.done,
-        "items_total": p.total,
-        "current_item": p.current_item,
-        "rate": p.rate,
-        "eta_s": p.eta_s,
-        "cancel_requested": int(job.cancel_requested),
-        "result": json.dumps(dict(job.result), sort_keys=True),
-        "error_code": job.error.code if job.error else None,
-        "error_message": job.error.message if job.error else None,
-        "dedup_key": job.dedup_key,
-        "recoveries": job.recoveries,
-        "owner": job.owner,
-        "owner_address": job.owner_address,
-        "epoch": job.epoch,
-        "parent_id": job.parent_id,
-    }
+    return job_params(job, json_column=lambda value: json.dumps(value, sort_keys=True), flag=int)
 
 
 def _unowned(job: Job) -> Job:
@@ -182,38 +150,7 @@ def _fenced(job: Job) -> dict[str, Any]:
     return {**_params(job), "now": time.time()}
 
 
-def _job(row: sqlite3.Row) -> Job:
-    error = JobError(row["error_code"], row["error_message"] or "") if row["error_code"] is not None else None
-    return Job(
-        id=row["id"],
-        kind=JobKind(row["kind"]),
-        state=JobState(row["state"]),
-        spec=json.loads(row["spec"]),
-        timeout_s=row["timeout_s"],
-        create_time=row["create_time"],
-        update_time=row["update_time"],
-        start_time=row["start_time"],
-        finish_time=row["finish_time"],
-        seq=row["seq"],
-        progress=Progress(
-            fraction=row["fraction"],
-            stage=Stage(row["stage"]),
-            done=row["items_done"],
-            total=row["items_total"],
-            current_item=row["current_item"],
-            rate=row["rate"],
-            eta_s=row["eta_s"],
-        ),
-        cancel_requested=bool(row["cancel_requested"]),
-        result={k: int(v) for k, v in json.loads(row["result"]).items()},
-        error=error,
-        dedup_key=row["dedup_key"],
-        recoveries=row["recoveries"],
-        owner=row["owner"],
-        owner_address=row["owner_address"],
-        epoch=row["epoch"],
-        parent_id=row["parent_id"],
-    )
+_job = job_from_row
 
 
 def _in(column: str, values: Iterable[int]) -> tuple[str, list[int]]:

@@ -55,12 +55,15 @@ class PgDatabase:
         *,
         password_file: Path | None = None,
         pool_max_size: int = POOL_MAX_SIZE,
-        idle_transaction_timeout_s: float | None = None,
+        stall_timeout_s: float | None = None,
     ) -> PgDatabase:
-        """`idle_transaction_timeout_s`: the server ends a pooled session that sits inside a transaction that long
-        without sending anything. Our transactions last milliseconds; one that sits idle belongs to a frozen or
-        stalled process, and its row locks (the library fence's FOR SHARE on a job row) would otherwise keep every
-        other replica from recovering that job for as long as the process stays frozen."""
+        """`stall_timeout_s`: how long one of our transactions may stall. Ours last milliseconds; one that stalls
+        belongs to a frozen process (SIGSTOP, a paused VM, a long GC pause), and its row locks (the library fence's
+        FOR SHARE on a job row) would keep every other replica from recovering that job for as long as it stays
+        frozen. The server ends a pooled session idle inside a transaction that long
+        (idle_in_transaction_session_timeout). It does not end a COPY whose rows stopped coming (that session is
+        not idle, and a COPY waiting for its client ignores statement_timeout), so no transaction of ours holds
+        such a lock during a COPY (pg_library_store.write_batch stages its rows first)."""
         try:
             info: dict[str, Any] = conninfo_to_dict(url)
         except psycopg.ProgrammingError as error:
@@ -86,8 +89,8 @@ class PgDatabase:
             raise DatabaseError(f"cannot connect to PostgreSQL at {where}: {reason}") from None
         await probe.close()
         configure = None
-        if idle_transaction_timeout_s is not None:
-            timeout_ms = max(1, round(idle_transaction_timeout_s * 1000))
+        timeout_ms = max(1, round(stall_timeout_s * 1000)) if stall_timeout_s is not None else None
+        if timeout_ms is not None:
 
             async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
                 await conn.execute(f"SET idle_in_transaction_session_timeout = {timeout_ms}")

@@ -12,31 +12,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from reelscan.limits import MAX_PAGE_SIZE
+from reelscan.paths import library_path as library_path  # re-exported: the stores and the scan use it from here
 from reelscan.service.errors import InvalidArgument
 from reelscan.service.jobs import page_token
 from reelscan.service.scan import media_info as mi
 from reelscan.service.scan.media_info import AudioInfo, Chapter, MediaInfo, ProbeErrorKind, SubtitleInfo, VideoInfo
 
 DEFAULT_PAGE_SIZE = 100
-
-
-def library_path(fs_path: str) -> str:
-    """The library's text form of a file-system path: the path itself, unless it holds a backslash or bytes that
-    are not UTF-8 (which Python hands over as surrogate escapes). Then backslashes are doubled and each
-    undecodable byte is written \\xNN, so that the form is valid UTF-8 (for SQLite text and protobuf strings) and
-    one-to-one: a name that is not UTF-8 never takes the place of a file literally named with its escape.
-    """
-    if "\\" not in fs_path:
-        if fs_path.isascii():
-            return fs_path
-        try:
-            fs_path.encode("utf-8")
-        except UnicodeEncodeError:
-            pass
-        else:
-            return fs_path
-    raw = fs_path.encode("utf-8", "surrogateescape")
-    return raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
 
 
 def subtree_bounds(root: str) -> tuple[str, str]:

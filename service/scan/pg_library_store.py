@@ -493,12 +493,17 @@ class PgLibraryStore:
         for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
             try:
                 async with self._db.pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
-                    await _check_fence(cursor, fence)
+                    # The rows are staged before the fence takes its lock on the job row: PostgreSQL waits for a
+                    # COPY's rows without a time limit (neither idle_in_transaction_session_timeout nor
+                    # statement_timeout ends it), so a process frozen in the middle of one must hold nothing that
+                    # recovery waits for. After the fence, only statements the server runs through remain.
                     if rows:
                         await cursor.execute(_CREATE_STAGE)
                         async with cursor.copy(_COPY_STAGE) as copy:
                             for values in rows:
                                 await copy.write_row(values)
+                    await _check_fence(cursor, fence)
+                    if rows:
                         await cursor.execute(_UPSERT)
                     if back:
                         await cursor.execute(_SET_MISSING, (False, now, back, False))
@@ -682,8 +687,9 @@ class PgLibraryStore:
 
 
 async def _check_fence(cursor: psycopg.AsyncCursor[Any], fence: Claim | None) -> None:
-    """First in a write transaction: JobLost unless the claim still holds (the jobs tables are in this database;
-    FOR SHARE keeps recovery from taking the job over until the transaction ends)."""
+    """In a write transaction, before its first write: JobLost unless the claim still holds (the jobs tables are in
+    this database; FOR SHARE keeps recovery from taking the job over until the transaction ends, and a transaction
+    left idle that long by a frozen process is ended by the server: PgDatabase.open's stall_timeout_s)."""
     if fence is None:
         return
     await cursor.execute(FENCE_CHECK, {"id": fence.job_id, "owner": fence.owner, "epoch": fence.epoch})
