@@ -273,17 +273,29 @@ class PgJobStore:
         await self._fetch("DELETE FROM owners WHERE id = %s", (owner_id,))
 
     async def claim(self, owner_id: str, kinds: Collection[JobKind], limit: int) -> list[Job]:
-        if limit < 1 or not kinds:
-            return []
+        # One job a statement: each claimed shard is RUNNING under this owner before the next statement looks, so
+        # its siblings are passed over (JobStore.claim).
+        claimed: list[Job] = []
+        while len(claimed) < limit and kinds:
+            rows = await self._claim_one(owner_id, kinds)
+            if not rows:
+                break
+            self._emit(rows)
+            claimed += [_job(row) for row in rows]
+        return claimed
+
+    async def _claim_one(self, owner_id: str, kinds: Collection[JobKind]) -> list[dict[str, Any]]:
         now = time.time()
-        rows = await self._fetch(
+        return await self._fetch(
             # An owner whose lease has expired claims nothing: a claim sent before its lease ran out can reach the
             # database long after (it waited for a connection through an outage), and what it took would sit
             # RUNNING under a dead owner until recovered again, as a crash that never happened.
             f"""WITH c AS MATERIALIZED (
                     SELECT ord FROM jobs WHERE state = {_PENDING} AND kind = ANY(%(kinds)s)
                     AND NOT EXISTS (SELECT 1 FROM owners o WHERE o.id = %(owner)s AND o.lease_expires <= {_NOW})
-                    ORDER BY ord LIMIT %(limit)s FOR UPDATE SKIP LOCKED),
+                    AND (jobs.parent_id = '' OR NOT EXISTS (SELECT 1 FROM jobs r WHERE r.parent_id = jobs.parent_id
+                        AND r.state = {_RUNNING} AND r.owner = %(owner)s))
+                    ORDER BY ord LIMIT 1 FOR UPDATE SKIP LOCKED),
                 u AS (
                     UPDATE jobs SET state = {_RUNNING}, owner = %(owner)s, epoch = jobs.epoch + 1, seq = jobs.seq + 1,
                         owner_address = COALESCE((SELECT address FROM owners WHERE id = %(owner)s), ''),
@@ -294,14 +306,11 @@ class PgJobStore:
                 SELECT u.*, {_NOTIFY} FROM u ORDER BY u.ord""",
             {
                 "kinds": sorted(int(k) for k in kinds),
-                "limit": limit,
                 "owner": owner_id,
                 "now": now,
                 "sender": self._sender,
             },
         )
-        self._emit(rows)
-        return [_job(row) for row in rows]
 
     async def save(self, job: Job) -> bool:
         rows = await self._fetch(

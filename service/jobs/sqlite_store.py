@@ -246,17 +246,26 @@ class SqliteJobStore:
             return []
         kind_in, kind_args = _in("kind", kinds)
         async with self._lock, self._transaction():
-            rows = await self._conn.execute_fetchall(
-                f"SELECT {_COLUMNS} FROM jobs WHERE state = {_PENDING} AND {kind_in} ORDER BY ord LIMIT ?",
-                [*kind_args, limit],
-            )
             now = time.time()
             owners = await self._conn.execute_fetchall("SELECT address FROM owners WHERE id = ?", (owner_id,))
             address = next(iter(owners))[0] if owners else ""
-            claimed = [claim(_job(row), owner_id, now=now, address=address) for row in rows]
-            await self._conn.executemany(
-                f"UPDATE jobs SET {_ASSIGN} WHERE id = :id AND state = {_PENDING}", [_params(j) for j in claimed]
-            )
+            claimed: list[Job] = []
+            # One at a time: a claimed shard is RUNNING under this owner before the next one is looked for, so its
+            # siblings are passed over (JobStore.claim).
+            while len(claimed) < limit:
+                rows = await self._conn.execute_fetchall(
+                    f"SELECT {_COLUMNS} FROM jobs WHERE state = {_PENDING} AND {kind_in} AND (parent_id = '' OR NOT "
+                    f"EXISTS (SELECT 1 FROM jobs r WHERE r.parent_id = jobs.parent_id AND r.state = {_RUNNING} "
+                    "AND r.owner = ?)) ORDER BY ord LIMIT 1",
+                    [*kind_args, owner_id],
+                )
+                if not rows:
+                    break
+                job = claim(_job(next(iter(rows))), owner_id, now=now, address=address)
+                await self._conn.execute(
+                    f"UPDATE jobs SET {_ASSIGN} WHERE id = :id AND state = {_PENDING}", _params(job)
+                )
+                claimed.append(job)
         for job in claimed:
             self._changes.emit(ChangeEvent.of(job))
         return claimed

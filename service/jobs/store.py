@@ -78,7 +78,11 @@ class JobStore(Protocol):
 
     async def claim(self, owner_id: str, kinds: Collection[JobKind], limit: int) -> list[Job]:
         """Moves up to `limit` PENDING jobs of these kinds, oldest first, to RUNNING under `owner_id` with a new
-        epoch, and returns them. Each pending job is claimed exactly once, whoever else claims at the same time."""
+        epoch, and returns them. Each pending job is claimed exactly once, whoever else claims at the same time.
+
+        A shard (a child job) is passed over while this owner runs another shard of the same parent: a server's
+        probe pool serves all its jobs, so one shard already keeps it busy, and a second one there would only
+        add its own overhead while another server may be idle. The shards of one scan spread over the servers."""
         ...
 
     async def save(self, job: Job) -> bool:

@@ -852,9 +852,28 @@ async def test_spawned_children_are_pending_jobs_of_their_parent_with_their_payl
     assert await job_store.get_payload(parent.id) == {"plan": 1}
     assert [await job_store.get_payload(c.id) for c in children] == payloads
     assert await job_store.get_payload("job-999") is None
-    # children are claimed like any job
-    claimed = await job_store.claim("A", [JobKind.SCAN], 5)
+    # children are claimed like any job (one of a parent per owner at a time: the next test)
+    claimed = await job_store.claim("A", [JobKind.SCAN], 5) + await job_store.claim("B", [JobKind.SCAN], 5)
     assert [c.id for c in claimed] == [c.id for c in children] and all(c.parent_id == parent.id for c in claimed)
+
+
+async def test_an_owner_runs_one_shard_of_a_parent_at_a_time_and_the_others_go_to_other_owners(
+    job_store: JobStore,
+) -> None:
+    parent = await running(job_store, 1)
+    children = [child_of(parent, i) for i in range(3)]
+    await job_store.spawn_children(parent, {}, [(c, {}) for c in children])
+    await job_store.insert(new_job(2))  # a job of its own, queued after the shards
+    # A has room for 5 jobs: it takes the oldest shard and the job of its own, and leaves the other shards
+    first = await job_store.claim("A", [JobKind.SCAN], 5)
+    assert [j.id for j in first] == [children[0].id, "job-002"]
+    assert await job_store.claim("A", [JobKind.SCAN], 5) == []
+    (second,) = await job_store.claim("B", [JobKind.SCAN], 5)  # another server takes the next one
+    assert second.id == children[1].id
+    # A's shard ends: A may take the next shard of the parent
+    assert await job_store.save(transition(first[0], JobState.SUCCEEDED, now=T0 + 5))
+    (third,) = await job_store.claim("A", [JobKind.SCAN], 5)
+    assert third.id == children[2].id
 
 
 async def test_spawning_is_idempotent_and_fenced_on_the_parents_owner(job_store: JobStore) -> None:
