@@ -64,7 +64,11 @@ def test_sigterm_during_scans_loses_nothing_and_jobs_resume(tmp_path: Path, clip
             wait_until(lambda: len(db_video_rows(db)) >= 15, 30, what="videos to be stored")
             wait_until(lambda: client.get(jobs[HANG]).result.probed >= 1, 30, what="the hanging probe")
             before = {name: client.get(job_id) for name, job_id in jobs.items()}
-            assert all(before[n].state == job_pb2.JOB_STATE_RUNNING for n in (HANG, "a", "b"))
+            seen = {n: (job_pb2.JobState.Name(j.state), j.result.probed) for n, j in before.items()}  # type: ignore[arg-type]
+            assert all(before[n].state == job_pb2.JOB_STATE_RUNNING for n in (HANG, "a", "b")), (
+                seen,
+                server.log[-3000:],
+            )
 
             # Calls in flight when the signal comes.
             outcomes: dict[str, grpc.StatusCode] = {}
