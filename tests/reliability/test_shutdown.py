@@ -28,7 +28,7 @@ from tests.reliability.support import (
     wait_until,
 )
 
-FILES = 60
+FILES = 100
 ROOTS = ("a", "b", "d")  # plain scans; "d" waits in the queue
 HANG = "h"  # a scan whose second file hangs its probe
 
@@ -51,18 +51,23 @@ def test_sigterm_during_scans_loses_nothing_and_jobs_resume(tmp_path: Path, clip
     media = tmp_path / "media"
     files = build(media, clips["mp4"])
     db = tmp_path / "reelscan.db"
-    # 0.15 s a file: 60 files take a job at least 4.5 s even on both workers, so the scans are still running when
-    # the signal comes (at 0.03 s, faster batching let a job end before the test looked).
-    common = ["--fault-injection", "--probe-workers", "2", "--probe-delay", "0.15", "--max-concurrent-jobs", "3"]
-    server = ServerProcess(db, allow_roots=[media], extra_args=[*common, "--probe-timeout", "120"])
+    # 0.15 s a file while the signal is due: 100 files take a scan at least 7.5 s even on both workers, so the scans
+    # are still running when it comes. The restart probes fast: only the order of events matters there.
+    common = ["--fault-injection", "--probe-workers", "2", "--max-concurrent-jobs", "3"]
+    server = ServerProcess(
+        db, allow_roots=[media], extra_args=[*common, "--probe-delay", "0.15", "--probe-timeout", "120"]
+    )
     server.start()
     try:
         with Client(server.address) as client:
-            jobs = {name: client.start(media / name).job.id for name in (HANG, "a", "b", "d")}
+            # The hanging scan first, and in flight before the others come: a worker takes requests in arrival
+            # order, so a probe queued behind another scan's files would wait for most of that scan.
+            jobs = {HANG: client.start(media / HANG).job.id}
+            wait_until(lambda: client.get(jobs[HANG]).result.probed >= 1, 30, what="the hanging probe")
+            jobs |= {name: client.start(media / name).job.id for name in ROOTS}
             assert client.get(jobs["d"]).state == job_pb2.JOB_STATE_PENDING
             # Some work committed, some still to do, and the hanging probe in flight.
             wait_until(lambda: len(db_video_rows(db)) >= 15, 30, what="videos to be stored")
-            wait_until(lambda: client.get(jobs[HANG]).result.probed >= 1, 30, what="the hanging probe")
             before = {name: client.get(job_id) for name, job_id in jobs.items()}
             seen = {n: (job_pb2.JobState.Name(j.state), j.result.probed) for n, j in before.items()}  # type: ignore[arg-type]
             assert all(before[n].state == job_pb2.JOB_STATE_RUNNING for n in (HANG, "a", "b")), (
@@ -116,7 +121,7 @@ def test_sigterm_during_scans_loses_nothing_and_jobs_resume(tmp_path: Path, clip
         assert all(recoveries[job_id] == 0 for job_id in jobs.values()), "a clean stop counted as a crash"
 
         # The next start runs them again, to the end (with a probe timeout the hanging file now fails within).
-        server.extra_args = [*common, "--probe-timeout", "1"]
+        server.extra_args = [*common, "--probe-delay", "0.01", "--probe-timeout", "1"]
         server.start()
         with Client(server.address) as client:
             for name, job_id in jobs.items():
