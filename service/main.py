@@ -36,11 +36,16 @@ async def _check_db_path(settings: Settings) -> None:
     def check() -> None:
         parent = settings.db_path.absolute().parent
         parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(settings.db_path)
+        # No busy wait: a file another process is writing is a database that opens; whether this server may use it
+        # is the lock's to say (sqlite_lock.py), which names the other server instead of "database is locked".
+        conn = sqlite3.connect(settings.db_path, timeout=0)
         try:
             conn.execute("PRAGMA user_version").fetchone()
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("ROLLBACK")
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                raise
         finally:
             conn.close()
 

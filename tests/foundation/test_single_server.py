@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -137,6 +138,30 @@ def test_a_clean_stop_frees_the_file_for_the_next_server(first: ServerProcess, v
     assert first.stop() == 0
     with ServerProcess(first.db_path, allow_roots=[videos]):
         pass
+
+
+def test_a_refusal_while_the_holder_is_writing_still_names_the_holder(tmp_path: Path) -> None:
+    """The holder in the middle of a write transaction (a scan's batch): the refusal names it at once, where an
+    open of the file that waited for SQLite's write lock used to end in "database is locked"."""
+    db = tmp_path / "reelscan.db"
+    holder = asyncio.run(SqliteLock.acquire(db))
+    writer = sqlite3.connect(db, isolation_level=None)
+    try:
+        writer.execute("PRAGMA journal_mode=WAL")
+        writer.execute("CREATE TABLE batch (x INTEGER)")
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("INSERT INTO batch VALUES (1)")
+        result, elapsed = serve("--listen", "127.0.0.1:0", "--db", str(db), "--grace-period", "2")
+        print(f"\nrefused after {elapsed:.3f}s while the holder was writing")
+        assert result.returncode == 1, result.stderr
+        expected = f"{db} is in use by another reelscan server (pid {os.getpid()}, starting, not listening yet"
+        assert expected in result.stderr
+        assert "database is locked" not in result.stderr
+        assert "Traceback" not in result.stderr
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+        asyncio.run(holder.release())
 
 
 # --- the lock module -------------------------------------------------------------------------------------------
