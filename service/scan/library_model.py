@@ -248,3 +248,26 @@ def entry_condition(flt: VideoFilter, missing: str, present: str) -> str | None:
             return None
         parts.append(" AND ".join(conjunction))
     return parts[0] if len(parts) == 1 else "(" + " OR ".join(f"({p})" for p in parts) + ")"
+
+
+def value_conditions(flt: VideoFilter, mark: str) -> tuple[list[str], list[Any]]:
+    """The filter's conditions that read the same in every store's SQL (column against a value), with `mark` as
+    the store's parameter placeholder ("?" or "%s"), and their parameters in order. Conditions that need a
+    dialect of their own (path ranges, containers, languages, text search) stay with each store."""
+    where: list[str] = []
+    params: list[Any] = []
+    for condition, value, wanted in (
+        ("video_codec = ", flt.video_codec.lower(), bool(flt.video_codec)),
+        ("duration_us >= ", flt.min_duration_us, flt.min_duration_us is not None),
+        ("duration_us <= ", flt.max_duration_us, flt.max_duration_us is not None),
+        ("height >= ", flt.min_height, flt.min_height > 0),
+        ("width >= ", flt.min_width, flt.min_width > 0),
+        ("hdr_format = ", flt.hdr_format, bool(flt.hdr_format)),
+        ("interlaced = ", flt.interlaced, flt.interlaced is not None),
+    ):
+        if wanted:
+            where.append(condition + mark)
+            params.append(value)
+    if flt.has_subtitles is not None:
+        where.append("subtitle_count > 0" if flt.has_subtitles else "(subtitle_count = 0 AND status = 'ok')")
+    return where, params

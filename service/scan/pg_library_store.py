@@ -59,6 +59,7 @@ from reelscan.service.scan.library_model import (
     entry_condition,
     library_path,
     subtree_bounds,
+    value_conditions,
     with_details,
 )
 from reelscan.service.scan.media_info import PROBE_VERSION, ProbeErrorKind, VideoInfo, audio_from_json, audio_to_json
@@ -570,24 +571,7 @@ class PgLibraryStore:
                 "AND path >= %s AND path < %s AND (path = %s OR path > %s)"
             )
             params += [prefix, high, prefix, high, prefix, low]
-        if flt.video_codec:
-            if not _storable(flt.video_codec):
-                return [], ""
-            where.append("video_codec = %s")
-            params.append(flt.video_codec.lower())
-        if flt.min_duration_us is not None:
-            where.append("duration_us >= %s")
-            params.append(flt.min_duration_us)
-        if flt.max_duration_us is not None:
-            where.append("duration_us <= %s")
-            params.append(flt.max_duration_us)
-        if flt.min_height > 0:
-            where.append("height >= %s")
-            params.append(flt.min_height)
-        if flt.min_width > 0:
-            where.append("width >= %s")
-            params.append(flt.min_width)
-        for value in (flt.container, flt.audio_language, flt.subtitle_language, flt.hdr_format):
+        for value in (flt.video_codec, flt.container, flt.audio_language, flt.subtitle_language, flt.hdr_format):
             if value and not _storable(value):
                 return [], ""  # no stored value holds NUL
         if flt.container:
@@ -600,14 +584,9 @@ class PgLibraryStore:
         if flt.subtitle_language:
             where.append("EXISTS (SELECT 1 FROM unnest(subtitle_languages) AS l WHERE lower(l) = %s)")
             params.append(flt.subtitle_language)
-        if flt.hdr_format:
-            where.append("hdr_format = %s")
-            params.append(flt.hdr_format)
-        if flt.interlaced is not None:
-            where.append("interlaced = %s")
-            params.append(flt.interlaced)
-        if flt.has_subtitles is not None:
-            where.append("subtitle_count > 0" if flt.has_subtitles else "(subtitle_count = 0 AND status = 'ok')")
+        values, value_params = value_conditions(flt, "%s")
+        where += values
+        params += value_params
         if flt.query:
             query = search_query(flt.query)
             if query is None:

@@ -49,6 +49,7 @@ from reelscan.service.scan.library_model import (
     entry_condition,
     library_path,
     subtree_bounds,
+    value_conditions,
     with_details,
 )
 from reelscan.service.scan.media_info import PROBE_VERSION, ProbeErrorKind, VideoInfo, audio_from_json, audio_to_json
@@ -497,21 +498,6 @@ class SqliteLibraryStore:
             low, high = subtree_bounds(prefix)
             where.append("(path = ? OR (path > ? AND path < ?))")
             params += [prefix or "/", low, high]
-        if flt.video_codec:
-            where.append("video_codec = ?")
-            params.append(flt.video_codec.lower())
-        if flt.min_duration_us is not None:
-            where.append("duration_us >= ?")
-            params.append(flt.min_duration_us)
-        if flt.max_duration_us is not None:
-            where.append("duration_us <= ?")
-            params.append(flt.max_duration_us)
-        if flt.min_height > 0:
-            where.append("height >= ?")
-            params.append(flt.min_height)
-        if flt.min_width > 0:
-            where.append("width >= ?")
-            params.append(flt.min_width)
         if flt.container:
             # One of the names in FFmpeg's list ("mov,mp4,m4a,3gp,3g2,mj2"), whole.
             where.append("instr(',' || container_format || ',', ?) > 0")
@@ -522,14 +508,9 @@ class SqliteLibraryStore:
         if flt.subtitle_language:
             where.append("EXISTS (SELECT 1 FROM json_each(subtitle_languages_json) WHERE lower(value) = ?)")
             params.append(flt.subtitle_language)
-        if flt.hdr_format:
-            where.append("hdr_format = ?")
-            params.append(flt.hdr_format)
-        if flt.interlaced is not None:
-            where.append("interlaced = ?")
-            params.append(int(flt.interlaced))
-        if flt.has_subtitles is not None:
-            where.append("subtitle_count > 0" if flt.has_subtitles else "(subtitle_count = 0 AND status = 'ok')")
+        values, value_params = value_conditions(flt, "?")
+        where += values
+        params += value_params
         if flt.query:
             match = fts_query(flt.query)
             if match is None:
