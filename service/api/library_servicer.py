@@ -10,7 +10,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 
 from reelscan.limits import MAX_ID_CHARS, MAX_PATH_CHARS
 from reelscan.service.api import fields, paging
-from reelscan.service.errors import InvalidArgument
+from reelscan.service.errors import FailedPrecondition, InvalidArgument
 from reelscan.service.jobs.engine import JobEngine
 from reelscan.service.scan.library_model import ScanErrorRecord, Video, VideoFilter, VideoStatus, container_name
 from reelscan.service.scan.library_store import LibraryStore
@@ -278,7 +278,13 @@ class LibraryServicer(library_pb2_grpc.LibraryServiceServicer):
         self, request: library_pb2.ListScanErrorsRequest, context: Context
     ) -> library_pb2.ListScanErrorsResponse:
         job_id = fields.job_id(request.job_id)
-        await self._engine.get(job_id)  # NOT_FOUND for an unknown (or deleted) job
+        job = await self._engine.get(job_id)  # NOT_FOUND for an unknown (or deleted) job
+        if job.parent_id:
+            # Shards record their errors under the scan's id: an empty list here would claim a clean shard.
+            raise FailedPrecondition(
+                f"job {job_id} is a shard of scan {job.parent_id}, whose errors are listed under {job.parent_id}",
+                field="job_id",
+            )
         errors, next_token = await self._library.list_scan_errors(job_id, request.page_size, request.page_token)
         messages = [scan_error_to_proto(e) for e in errors]
         keep = paging.fit(messages, self._max_message_bytes)

@@ -32,7 +32,7 @@ from reelscan.service.jobs.feed import ChangeEvent
 from reelscan.service.jobs.handler import JobHandler
 from reelscan.service.jobs.hub import Subscription, WatchHub
 from reelscan.service.jobs.lease import LeaseKeeper, new_owner_id
-from reelscan.service.jobs.model import MAX_CRASH_RECOVERIES, Job, JobKind, JobState
+from reelscan.service.jobs.model import MAX_CRASH_RECOVERIES, Job, JobCounts, JobKind, JobState
 from reelscan.service.jobs.recovery import Recovery
 from reelscan.service.jobs.retention import Retention
 from reelscan.service.jobs.runner import JobRunner
@@ -360,8 +360,8 @@ class JobEngine:
         finally:
             self._hub.unsubscribe(sub)
 
-    async def count_by_state(self) -> dict[JobState, int]:
-        """Jobs in the store by state, every server's (for metrics; states with no jobs are left out)."""
+    async def count_by_state(self) -> JobCounts:
+        """Jobs and shards in the store by state, every server's (for metrics)."""
         self._check_open()
         return await self._store.count_by_state()
 

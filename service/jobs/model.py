@@ -67,6 +67,15 @@ class IllegalTransition(RuntimeError):
 
 
 @dataclass(frozen=True, slots=True)
+class JobCounts:
+    """Stored jobs by state, every server's (states with none are left out): jobs of their own, which users started
+    and --max-queued-jobs bounds, apart from the shards of sharded scans, which the bound leaves out."""
+
+    jobs: Mapping[JobState, int] = field(default_factory=dict)
+    shards: Mapping[JobState, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class JobError:
     """Why a job failed or timed out: a google.rpc.Code value and a message."""
 

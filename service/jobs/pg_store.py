@@ -35,6 +35,7 @@ from reelscan.service.jobs.job_rows import job_from_row, job_params
 from reelscan.service.jobs.model import (
     TERMINAL_STATES,
     Job,
+    JobCounts,
     JobKind,
     JobState,
     Stage,
@@ -491,9 +492,12 @@ class PgJobStore:
         )
         return [_job(row) for row in rows]
 
-    async def count_by_state(self) -> dict[JobState, int]:
-        rows = await self._fetch("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
-        return {JobState(row["state"]): int(row["n"]) for row in rows}
+    async def count_by_state(self) -> JobCounts:
+        sql = "SELECT state, parent_id <> '' AS shard, COUNT(*) AS n FROM jobs GROUP BY state, shard"
+        counts: tuple[dict[JobState, int], dict[JobState, int]] = ({}, {})
+        for row in await self._fetch(sql):
+            counts[bool(row["shard"])][JobState(row["state"])] = int(row["n"])
+        return JobCounts(*counts)
 
     async def delete(self, job_id: str) -> bool:
         notify = (

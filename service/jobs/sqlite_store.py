@@ -30,6 +30,7 @@ from reelscan.service.jobs.job_rows import job_from_row, job_params
 from reelscan.service.jobs.model import (
     TERMINAL_STATES,
     Job,
+    JobCounts,
     JobKind,
     JobState,
     claim,
@@ -427,9 +428,12 @@ class SqliteJobStore:
         )
         return [_job(row) for row in await self._conn.execute_fetchall(sql, (cutoff, limit))]
 
-    async def count_by_state(self) -> dict[JobState, int]:
-        rows = await self._conn.execute_fetchall("SELECT state, COUNT(*) FROM jobs GROUP BY state")
-        return {JobState(state): count for state, count in rows}
+    async def count_by_state(self) -> JobCounts:
+        sql = "SELECT state, parent_id != '' AS shard, COUNT(*) FROM jobs GROUP BY state, shard"
+        counts: tuple[dict[JobState, int], dict[JobState, int]] = ({}, {})
+        for state, shard, count in await self._conn.execute_fetchall(sql):
+            counts[bool(shard)][JobState(state)] = count
+        return JobCounts(*counts)
 
     async def delete(self, job_id: str) -> bool:
         async with self._lock, self._transaction():

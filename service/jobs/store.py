@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from reelscan.service.jobs.feed import ChangeFeed
-from reelscan.service.jobs.model import Job, JobKind, JobState
+from reelscan.service.jobs.model import Job, JobCounts, JobKind, JobState
 
 
 def payload_to_text(payload: Mapping[str, Any]) -> str:
@@ -156,8 +156,8 @@ class JobStore(Protocol):
         Children that have not ended yet are deleted too: their parent is over, and they were cancelled with it."""
         ...
 
-    async def count_by_state(self) -> dict[JobState, int]:
-        """How many jobs are stored in each state (states with none are left out), every server's."""
+    async def count_by_state(self) -> JobCounts:
+        """How many jobs and shards are stored in each state, every server's."""
         ...
 
     async def close(self) -> None: ...

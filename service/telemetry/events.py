@@ -11,9 +11,9 @@ pruned; RPCs it answered). Only `jobs_by_state` describes the whole database, as
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
-from reelscan.service.jobs.model import Job, JobState
+from reelscan.service.jobs.model import Job, JobCounts, JobState
 
 
 class Telemetry:
@@ -45,8 +45,8 @@ class Telemetry:
     def jobs_running(self, count: int) -> None:
         """Jobs running on this replica right now."""
 
-    def jobs_by_state(self, counts: Mapping[JobState, int]) -> None:
-        """Jobs in the database by state (every replica's), counted periodically."""
+    def jobs_by_state(self, counts: JobCounts) -> None:
+        """Jobs and shards in the database by state (every replica's), counted periodically."""
 
     def watchers_open(self, count: int) -> None:
         """Open WatchJob streams on this replica right now."""
@@ -132,7 +132,7 @@ class Fanout(Telemetry):
         for sink in self.sinks:
             sink.jobs_running(count)
 
-    def jobs_by_state(self, counts: Mapping[JobState, int]) -> None:
+    def jobs_by_state(self, counts: JobCounts) -> None:
         for sink in self.sinks:
             sink.jobs_by_state(counts)
 

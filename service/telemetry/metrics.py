@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
@@ -31,7 +31,7 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from reelscan.service.jobs.model import Job, JobState
+from reelscan.service.jobs.model import Job, JobCounts, JobState
 from reelscan.service.telemetry.events import Telemetry
 
 NAMESPACE = "reelscan"
@@ -143,13 +143,19 @@ class PrometheusTelemetry(Telemetry):
         # Jobs
         self._jobs = Gauge(
             f"{ns}_jobs",
-            "Jobs in the database by state (all replicas; refreshed every few seconds).",
+            "Jobs in the database by state (all replicas; refreshed every few seconds); shards are apart.",
+            ["state"],
+            registry=r,
+        )
+        self._shards = Gauge(
+            f"{ns}_shards",
+            "Shards of sharded scans in the database by state (all replicas; refreshed every few seconds).",
             ["state"],
             registry=r,
         )
         self._queue = Gauge(
             f"{ns}_job_queue_depth",
-            "PENDING jobs in the database (all replicas): what --max-queued-jobs bounds.",
+            "PENDING jobs in the database (all replicas; shards are apart): what --max-queued-jobs bounds.",
             registry=r,
         )
         Gauge(f"{ns}_job_queue_limit", "--max-queued-jobs.", registry=r).set(queue_limit)
@@ -258,10 +264,11 @@ class PrometheusTelemetry(Telemetry):
     def jobs_running(self, count: int) -> None:
         self._running.set(count)
 
-    def jobs_by_state(self, counts: Mapping[JobState, int]) -> None:
+    def jobs_by_state(self, counts: JobCounts) -> None:
         for state in JobState:
-            self._jobs.labels(state.name).set(counts.get(state, 0))
-        self._queue.set(counts.get(JobState.PENDING, 0))
+            self._jobs.labels(state.name).set(counts.jobs.get(state, 0))
+            self._shards.labels(state.name).set(counts.shards.get(state, 0))
+        self._queue.set(counts.jobs.get(JobState.PENDING, 0))
 
     def watchers_open(self, count: int) -> None:
         self._watchers.set(count)

@@ -221,6 +221,43 @@ def test_a_cancel_and_a_worker_timeout_are_counted(tmp_path: Path) -> None:
     assert delta(before, after, "reelscan_rpc_requests_total", **rpcs("reelscan.v1.JobService/CancelJob", "OK")) == 1
 
 
+def test_shards_are_counted_apart_so_the_queue_depth_is_what_the_bound_counts(tmp_path: Path) -> None:
+    """A sharded scan's pending shards are not queued jobs (--max-queued-jobs leaves them out): the queue depth and
+    reelscan_jobs show the one scan a user started, reelscan_shards its shards."""
+    clip = make_clip(tmp_path / "source.mp4").path
+    files, shard_size = 40, 5
+    for i in range(files):
+        copy_clip(clip, tmp_path / "media" / f"clip{i:02d}.mp4")
+    # One worker at 0.25 s a file: the 8 shards run one after another for about 10 s, longer than two counts
+    # (every 5 s), so a count sees shards still waiting.
+    args = ["--metrics-listen", "127.0.0.1:0", "--probe-workers", "1", "--probe-delay", "0.25"]
+    args += ["--shard-size", str(shard_size), "--max-queued-jobs", "1"]
+    with ServerProcess(tmp_path / "reelscan.db", allow_roots=[tmp_path / "media"], extra_args=args) as server:
+        with grpc.insecure_channel(server.address) as channel:
+            scans = scan_service_pb2_grpc.ScanServiceStub(channel)
+            jobs = job_service_pb2_grpc.JobServiceStub(channel)
+            request = scan_service_pb2.StartScanRequest(
+                path=str(tmp_path / "media"), sharding=scan_service_pb2.SHARDING_ALWAYS
+            )
+            job = scans.StartScan(request, timeout=10).job
+            deadline = time.monotonic() + 20
+            while value(counted := scrape(server), "reelscan_shards", state="PENDING") == 0:
+                assert time.monotonic() < deadline, "no count saw a waiting shard"
+                time.sleep(0.2)
+            assert value(counted, "reelscan_job_queue_depth") == value(counted, "reelscan_jobs", state="PENDING") == 0
+            assert value(counted, "reelscan_jobs", state="RUNNING") == 1  # the parent
+            shards = sum(value(counted, "reelscan_shards", state=s) for s in ("PENDING", "RUNNING", "SUCCEEDED"))
+            assert shards == files // shard_size
+            wait = job_service_pb2.WaitJobRequest(job_id=job.id, timeout=duration_pb2.Duration(seconds=60))
+            assert jobs.WaitJob(wait, timeout=70).job.state == job_pb2.JOB_STATE_SUCCEEDED
+        deadline = time.monotonic() + 15
+        while value(after := scrape(server), "reelscan_jobs", state="SUCCEEDED") == 0:
+            assert time.monotonic() < deadline, "the count never saw the scan end"
+            time.sleep(0.2)
+    assert value(after, "reelscan_shards", state="SUCCEEDED") == files // shard_size
+    assert value(after, "reelscan_shards", state="PENDING") == value(after, "reelscan_job_queue_depth") == 0
+
+
 def test_metrics_are_off_unless_asked_for(tmp_path: Path) -> None:
     with ServerProcess(tmp_path / "reelscan.db") as server:
         assert "metrics=off" in server.log

@@ -24,6 +24,7 @@ from reelscan.service.jobs.model import (
     MAX_CRASH_RECOVERIES,
     RECOVERY_SEQ_GAP,
     Job,
+    JobCounts,
     JobError,
     JobKind,
     JobState,
@@ -203,14 +204,18 @@ async def test_a_reopened_database_keeps_its_jobs(stores: StoreSet) -> None:
     assert await store.save(progressed(job, 0.5))  # the lease is in the database, not in the connection
 
 
-async def test_count_by_state_counts_every_stored_job_by_state(job_store: JobStore) -> None:
-    assert await job_store.count_by_state() == {}
+async def test_count_by_state_counts_every_stored_job_by_state_and_shards_apart(job_store: JobStore) -> None:
+    assert await job_store.count_by_state() == JobCounts()
     await running(job_store, 4)
     for n in (1, 2, 3):
         await job_store.insert(new_job(n))
     failed = dataclasses.replace(new_job(5), state=JobState.FAILED, finish_time=T0 + 1)
     await job_store.insert(failed)
-    assert await job_store.count_by_state() == {JobState.PENDING: 3, JobState.RUNNING: 1, JobState.FAILED: 1}
+    for n in (6, 7):
+        await job_store.insert(new_job(n, parent_id=new_job(4).id))
+    counts = await job_store.count_by_state()
+    assert counts.jobs == {JobState.PENDING: 3, JobState.RUNNING: 1, JobState.FAILED: 1}
+    assert counts.shards == {JobState.PENDING: 2}
 
 
 # ---- submit: dedup and the queue bound -------------------------------------------------------------------------

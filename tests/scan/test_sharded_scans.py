@@ -184,9 +184,13 @@ async def test_a_sharded_scan_stores_and_counts_what_an_unsharded_one_does(
     off = [(u.progress, u.result.probed) for u in probing if abs(u.progress - u.result.probed / files) > 0.01]
     assert not off, f"progress is not files probed / files to probe: {off[:5]}"
 
-    # Every shard's per-file errors are the parent's.
+    # Every shard's per-file errors are the parent's; a shard's own list points there rather than look clean.
     errors = await api.errors(parent.id)
     assert sorted(os.path.basename(e.path) for e in errors) == ["broken 0.mp4", "broken 1.mp4", "broken 2.mp4"]
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await api.errors(shards[0].id)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert f"is a shard of scan {parent.id}, whose errors are listed under {parent.id}" in str(refused.value.details())
 
     # The same tree scanned unsharded into a fresh database: the same counts, the same library, field by field.
     with start_server(request, tmp_path, backend, media) as other:
