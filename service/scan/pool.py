@@ -12,9 +12,13 @@ the parent's __main__ in every worker, which turns any embedding script without 
 loop never waits on a worker.
 
 Batches (probe_worker.py has the wire format): a scan hands the pool all its files at once (`probe_stream`); the
-pool keeps each worker's queue filled up to `threads + PREFETCH` requests with one frame per refill, and the
-worker answers in frames of several results. Per file, the server pays a dict entry and a share of a frame, not a
-frame, a future and a task wake-up of its own.
+pool keeps each worker's queue filled up to `threads` running requests plus about PREFETCH_WORK_S of probing
+queued (2 to PREFETCH requests, by the probe time workers report), with one frame per refill, and the worker
+answers in frames of several results. Per file, the server pays a dict entry and a share of a frame, not a frame,
+a future and a task wake-up of its own. Why the queue is measured in time: a worker takes requests in arrival
+order, so a scan that starts while another one's requests fill the queues waits for those first. Fast probes need
+a deep queue to keep a worker busy across a reply's round trip; slow ones (slow storage, --probe-delay) need only
+a couple of requests, and a deeper queue would only make the next scan wait.
 
 Per-file timeout, exactly: a worker runs `threads` probes at once and takes requests in arrival order, so request
 number k of a worker has started once k - threads + 1 of them were answered. The pool starts a request's clock
@@ -37,6 +41,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import sys
 import time
 from collections import deque
@@ -52,9 +57,15 @@ from reelscan.service.telemetry.events import NO_TELEMETRY, Telemetry
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 60.0
-# Requests queued in a worker beyond its running ones: enough to cover a reply frame's round trip (the worker
-# gathers results for a few ms) so it never waits for work, few enough that the end of a scan stays balanced.
+# Requests queued in a worker beyond its running ones: about PREFETCH_WORK_S of probing, enough to cover a reply
+# frame's round trip (the worker gathers results for a few ms) so it never waits for work, little enough that the
+# end of a scan stays balanced and another scan's first files wait little. Bounded by MIN_PREFETCH and PREFETCH.
+PREFETCH_WORK_S = 0.1
+MIN_PREFETCH = 2
 PREFETCH = 32
+# Weight of each reported probe time in the typical one (a moving average of logarithms: a geometric mean, so one
+# slow file among fast ones does not empty the queues for the next hundred).
+PROBE_TIME_WEIGHT = 0.1
 _WORKER_COMMAND = "from reelscan.service.scan.probe_worker import main; main()"
 # Consecutive failed start-ups after which probes fail fast instead of waiting for a worker.
 BROKEN_AFTER_FAILURES = 3
@@ -134,7 +145,6 @@ class _Worker:
         self._args = (f"{pool.probe_delay_s:g}", "1" if pool.fault_injection else "0", str(self.max_threads))
         # Threads it runs: one at start, more when it says so ({"threads": n}, only ever up; probe_worker._grow).
         self.threads = 1
-        self.window = self.threads + PREFETCH
         self._timeout_s = pool.timeout_s
         self.process: asyncio.subprocess.Process | None = None
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -176,6 +186,11 @@ class _Worker:
     def live(self) -> bool:
         return self.ready.done() and not self.dead
 
+    @property
+    def window(self) -> int:
+        """How many requests it may hold: one per thread, plus the pool's prefetch for that many threads."""
+        return self.threads + self._pool.prefetch(self.threads)
+
     async def _read_replies(self) -> None:
         assert self.process is not None and self.process.stdout is not None
         stdout = self.process.stdout
@@ -215,8 +230,9 @@ class _Worker:
         done: list[tuple[_Item, MediaInfo | ProbeFailure]] = []
         for result in results:
             try:
-                request_id, kind, payload = result
-                item = self.inflight.pop(request_id)
+                request_id, kind, payload, seconds = result
+                took = float(seconds)
+                item = self.inflight.pop(request_id)  # last: a reply refused here leaves its request in flight
             except (KeyError, TypeError, ValueError):
                 self.kill("answered a request it was not working on", cause="malformed")
                 self._pool.deliver(done, now)  # what it answered well before this counts
@@ -234,6 +250,7 @@ class _Worker:
                 self._pool.deliver(done, now)
                 return
             done.append((item, outcome))
+            self._pool.probe_took(took)
         self._answered += len(done)
         # Every answer freed a thread for the next queued request: its clock starts now (at the latest).
         for item in itertools.islice(self.inflight.values(), self.threads):
@@ -249,7 +266,6 @@ class _Worker:
             self.kill(f"announced {threads!r} probe threads", cause="malformed", suspects=False)
             return
         self.threads = threads
-        self.window = threads + PREFETCH
         # The worker said so before letting the new threads take requests: their clocks start now at the latest.
         now = time.perf_counter()
         for item in itertools.islice(self.inflight.values(), self.threads):
@@ -422,6 +438,7 @@ class ProbePool:
         self._tasks: set[asyncio.Task[None]] = set()
         self._ids = itertools.count(1)
         self._failures = 0
+        self._log_probe_s: float | None = None  # log of a typical probe's seconds, as workers report them
         self._broken_reason = ""
         self._closed = False
         self._started = False
@@ -438,6 +455,22 @@ class ProbePool:
 
     def next_id(self) -> int:
         return next(self._ids)
+
+    def probe_took(self, seconds: float) -> None:
+        """Counts one probe's time, as its worker measured it, into the typical probe time."""
+        if not math.isfinite(seconds):
+            return
+        sample = math.log(min(max(seconds, 1e-6), 3600.0))  # a negative or absurd report bends nothing
+        typical = self._log_probe_s
+        self._log_probe_s = sample if typical is None else typical + PROBE_TIME_WEIGHT * (sample - typical)
+
+    def prefetch(self, threads: int) -> int:
+        """Requests to queue in a worker running `threads` probes: about PREFETCH_WORK_S of probing. Before any
+        probe was timed, MIN_PREFETCH: the first replies come within milliseconds and set it."""
+        if self._log_probe_s is None:
+            return MIN_PREFETCH
+        wanted = PREFETCH_WORK_S * threads / math.exp(self._log_probe_s)
+        return max(MIN_PREFETCH, min(PREFETCH, math.ceil(wanted)))
 
     async def start(self) -> None:
         """Starts the workers in the background; probes wait for the first one to be ready."""

@@ -9,7 +9,8 @@ not valid UTF-8 (surrogate-escaped str) through unchanged. MediaInfo goes throug
 from_json, so fields added there pass through untouched.
 
 Requests:  {"batch": [[id, path], ...]}, or {"list": id, "dirs": [...], "spec": {...}} (walker.list_directories)
-Replies:   {"ready": pid} once at start, then {"results": [[id, "info", {...}] | [id, "error", [kind, reason]], ...]},
+Replies:   {"ready": pid} once at start, then {"results": [[id, "info", {...}, s] | [id, "error", [kind, reason], s],
+           ...]} where s is the seconds the probe took in its thread (the server sizes its queues by it),
            {"threads": n} when it runs more probe threads (see _grow),
            and for a listing frames {"listed": id, "files"|"errors"|"dirs": [...], "more": bool} (or "failed": why)
 
@@ -210,7 +211,8 @@ def _probe_loop(
     while True:
         waited = clock()
         request_id, path = work.get()
-        _idle_s[me] += clock() - waited
+        started = clock()
+        _idle_s[me] += started - waited
         if delay_s > 0:
             # --probe-delay (tests, benchmarks) stands for CPU work, which threads of one process do not overlap:
             # one delay at a time per worker, so a worker with N threads is as slow as before, not N times faster.
@@ -224,10 +226,11 @@ def _probe_loop(
             if CRASH_MARKER in name:
                 os._exit(70)  # like a segfault in FFmpeg: no reply, no cleanup, every thread gone
         outcome = probe_pyav.probe(path)
+        seconds = round(clock() - started, 6)
         if isinstance(outcome, ProbeFailure):
-            outbox.put([request_id, "error", [int(outcome.kind), outcome.reason]])
+            outbox.put([request_id, "error", [int(outcome.kind), outcome.reason], seconds])
         else:
-            outbox.put([request_id, "info", outcome.to_json()])
+            outbox.put([request_id, "info", outcome.to_json(), seconds])
 
 
 _DELAY_LOCK = threading.Lock()
