@@ -75,7 +75,8 @@ class LibraryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListScanErrors(self, request, context):
-        """Lists the per-file failures of one scan job. NOT_FOUND for an unknown job.
+        """Lists the per-file failures of one scan job. NOT_FOUND for an unknown job; FAILED_PRECONDITION for a shard of a
+        sharded scan (its errors are listed under the scan, its parent_id).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
