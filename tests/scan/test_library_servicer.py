@@ -11,6 +11,7 @@ from google.protobuf import duration_pb2
 from reelscan.limits import MAX_PAGE_SIZE
 from reelscan.service.api.library_servicer import LibraryServicer, video_filter
 from reelscan.service.errors import InvalidArgument
+from reelscan.service.jobs.model import Job, JobKind, JobState
 from reelscan.service.scan.library_model import ProbedFile, ScanErrorRecord, VideoStatus
 from reelscan.service.scan.library_store import LibraryStore
 from reelscan.service.scan.media_info import AudioInfo, MediaInfo, ProbeErrorKind, VideoInfo
@@ -18,10 +19,10 @@ from reelscan.v1 import library_pb2
 
 
 class FakeEngine:
-    """Only what ListScanErrors asks of the engine: does the job exist."""
+    """Only what ListScanErrors asks of the engine: the job, here always a finished scan of its own (no shard)."""
 
-    async def get(self, job_id: str) -> object:
-        return object()
+    async def get(self, job_id: str) -> Job:
+        return Job(job_id, JobKind.SCAN, JobState.SUCCEEDED, {}, 60.0, time.time(), time.time())
 
 
 def many_streams(i: int) -> MediaInfo:
