@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +73,15 @@ class JobCounts:
 
     jobs: Mapping[JobState, int] = field(default_factory=dict)
     shards: Mapping[JobState, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, rows: Iterable[tuple[int, Any, int]]) -> JobCounts:
+        """From a store's (state, is a shard, count) rows: SELECT state, parent_id <> '', COUNT(*) ... GROUP BY."""
+        jobs: dict[JobState, int] = {}
+        shards: dict[JobState, int] = {}
+        for state, shard, count in rows:
+            (shards if shard else jobs)[JobState(state)] = int(count)
+        return cls(jobs, shards)
 
 
 @dataclass(frozen=True, slots=True)

@@ -494,10 +494,7 @@ class PgJobStore:
 
     async def count_by_state(self) -> JobCounts:
         sql = "SELECT state, parent_id <> '' AS shard, COUNT(*) AS n FROM jobs GROUP BY state, shard"
-        counts: tuple[dict[JobState, int], dict[JobState, int]] = ({}, {})
-        for row in await self._fetch(sql):
-            counts[bool(row["shard"])][JobState(row["state"])] = int(row["n"])
-        return JobCounts(*counts)
+        return JobCounts.of((row["state"], row["shard"], row["n"]) for row in await self._fetch(sql))
 
     async def delete(self, job_id: str) -> bool:
         notify = (

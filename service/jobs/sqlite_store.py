@@ -429,11 +429,8 @@ class SqliteJobStore:
         return [_job(row) for row in await self._conn.execute_fetchall(sql, (cutoff, limit))]
 
     async def count_by_state(self) -> JobCounts:
-        sql = "SELECT state, parent_id != '' AS shard, COUNT(*) FROM jobs GROUP BY state, shard"
-        counts: tuple[dict[JobState, int], dict[JobState, int]] = ({}, {})
-        for state, shard, count in await self._conn.execute_fetchall(sql):
-            counts[bool(shard)][JobState(state)] = count
-        return JobCounts(*counts)
+        sql = "SELECT state, parent_id <> '' AS shard, COUNT(*) FROM jobs GROUP BY state, shard"
+        return JobCounts.of((state, shard, n) for state, shard, n in await self._conn.execute_fetchall(sql))
 
     async def delete(self, job_id: str) -> bool:
         async with self._lock, self._transaction():
